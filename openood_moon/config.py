@@ -1,0 +1,147 @@
+"""OpenOOD-style configuration: YAML files stacked left to right, ``--a.b value`` overrides, refs.
+
+Same rules as OpenOOD v1.5's ``setup_config``: only ``.yml`` files; nested dicts merge leaf by leaf,
+lists are replaced whole; an override must name a key that a file already declares; a value
+``'@{a.b}'`` is replaced by the value at ``a.b`` (type kept), and ``'@{a.b}'`` inside a longer
+string is substituted as text.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
+
+import yaml
+
+DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_"))
+_REF = re.compile(r"'?@\{([A-Za-z0-9_.]+)\}'?")
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user must fix; the message names it and the valid choices."""
+
+
+def read_yaml(path: str) -> Dict[str, Any]:
+    if not path.endswith(".yml"):
+        raise ConfigError(f"config file {path!r}: only .yml files are accepted (as in OpenOOD)")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path!r}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping at the top level")
+    _check_key_names(data, path)
+    return data
+
+
+def merge(base: Dict[str, Any], other: Dict[str, Any]) -> Dict[str, Any]:
+    """Deep merge: dicts merge recursively, everything else (lists included) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(tokens: Sequence[str]) -> List[Tuple[str, str]]:
+    """``['--a.b', '1', '--c=x']`` -> ``[('a.b', '1'), ('c', 'x')]``."""
+    pairs, i = [], 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--"):
+            raise ConfigError(f"unexpected argument {tok!r}; overrides look like --key.sub value")
+        if "=" in tok:
+            key, value = tok[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(tokens):
+                raise ConfigError(f"override {tok!r} has no value")
+            key, value = tok[2:], tokens[i + 1]
+            i += 2
+        pairs.append((key, value))
+    return pairs
+
+
+def apply_override(cfg: Dict[str, Any], key: str, raw: str) -> None:
+    """Set dotted ``key`` (which must exist) to ``raw`` parsed as YAML and checked against its type."""
+    node, parts = cfg, key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[:depth]) or "<top level>"
+            valid = sorted(node) if isinstance(node, dict) else []
+            hint = difflib.get_close_matches(part, valid, n=1)
+            raise ConfigError(f"unknown config key {key!r}: no {part!r} under {where}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + f"; valid keys there: {', '.join(valid) or '(none)'}")
+        if depth < len(parts) - 1:
+            node = node[part]
+    old, value = node[parts[-1]], yaml.safe_load(raw)
+    if isinstance(old, bool) and not isinstance(value, bool):
+        raise ConfigError(f"--{key} expects true/false, got {raw!r}")
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(old, str) and not isinstance(value, str):
+        value = raw
+    if old is not None and not isinstance(old, str) and type(value) is not type(old):
+        raise ConfigError(f"--{key} expects a {type(old).__name__}, got {raw!r}")
+    node[parts[-1]] = value
+
+
+def resolve_refs(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Replace ``'@{a.b}'`` references by the referenced values (repeated until stable)."""
+    for _ in range(10):
+        changed = False
+
+        def walk(node):
+            nonlocal changed
+            if isinstance(node, dict):
+                return {k: walk(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            if isinstance(node, str) and "@{" in node:
+                whole = _REF.fullmatch(node.strip())
+                if whole:
+                    changed = True
+                    return lookup(cfg, whole.group(1))
+                new = _REF.sub(lambda m: str(lookup(cfg, m.group(1))), node)
+                changed = changed or new != node
+                return new
+            return node
+
+        cfg = walk(cfg)
+        if not changed:
+            return cfg
+    raise ConfigError("config references do not resolve (a cycle of '@{...}' references?)")
+
+
+def lookup(cfg: Dict[str, Any], key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"config reference '@{{{key}}}' names a key that does not exist")
+        node = node[part]
+    return node
+
+
+def load_config(paths: Iterable[str], overrides: Sequence[str] = (),
+                base: Dict[str, Any] = None) -> Dict[str, Any]:
+    """Merge ``base`` and the YAML ``paths`` left to right, apply CLI ``overrides``, resolve refs."""
+    cfg = copy.deepcopy(base or {})
+    for path in paths:
+        cfg = merge(cfg, read_yaml(path))
+    for key, raw in parse_overrides(list(overrides)):
+        apply_override(cfg, key, raw)
+    return resolve_refs(cfg)
+
+
+def _check_key_names(node: Any, path: str, prefix: str = "") -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in DICT_METHOD_NAMES:
+                raise ConfigError(f"{path}: key {prefix + str(key)!r} shadows a dict method in "
+                                  f"OpenOOD's Config; rename it")
+            _check_key_names(value, path, f"{prefix}{key}.")

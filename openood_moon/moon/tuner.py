@@ -1,0 +1,54 @@
+"""Auto-tuning of MOON's loss weight α (Lei et al., TMLR 2024; schedule of DAC, Thulasidasan 2019).
+
+Every step: ``ewma ← a_t`` on the first step, else ``μ·a_t + (1-μ)·ewma`` with
+``a_t = mean((1-p)·h)``. Epochs ``0..W-1`` are warm-up (α = None: plain K+1 CE). At epoch ``W``,
+``α0 = ewma / init_factor``; α then rises linearly per epoch to ``alpha_final`` at the last epoch
+``E-1``: ``α(e) = α0 + (e-W)·(alpha_final-α0)/(E-1-W)``.
+"""
+from typing import Optional
+
+
+class AlphaTuner:
+    def __init__(self, alpha_final: float = 1.0, init_factor: float = 64.0, warmup_epochs: int = 5,
+                 total_epochs: int = 100, ewma_mu: float = 0.05):
+        if warmup_epochs >= total_epochs:
+            raise ValueError(f"moon.warmup_epochs ({warmup_epochs}) must be smaller than "
+                             f"optimizer.num_epochs ({total_epochs})")
+        if init_factor <= 0:
+            raise ValueError(f"moon.init_factor must be positive, got {init_factor}")
+        self.alpha_final, self.init_factor = float(alpha_final), float(init_factor)
+        self.warmup_epochs, self.total_epochs = int(warmup_epochs), int(total_epochs)
+        self.ewma_mu = float(ewma_mu)
+        self.ewma: Optional[float] = None
+        self.alpha0: Optional[float] = None
+        self.alpha: Optional[float] = None
+
+    def observe(self, statistic: float) -> None:
+        """Fold one step's ``mean((1-p)·h)`` into the EWMA."""
+        if self.ewma is None:
+            self.ewma = float(statistic)
+        else:
+            self.ewma = self.ewma_mu * float(statistic) + (1 - self.ewma_mu) * self.ewma
+
+    def start_epoch(self, epoch: int) -> Optional[float]:
+        """Set and return α for 0-based ``epoch`` (None during warm-up)."""
+        if epoch < self.warmup_epochs:
+            self.alpha = None
+            return None
+        if self.alpha0 is None:
+            if self.ewma is None:
+                raise RuntimeError("the α tuner saw no training step before the end of warm-up")
+            self.alpha0 = self.ewma / self.init_factor
+        ramp = self.total_epochs - 1 - self.warmup_epochs
+        if ramp <= 0:
+            self.alpha = self.alpha_final
+        else:
+            step = (self.alpha_final - self.alpha0) / ramp
+            self.alpha = self.alpha0 + min(epoch - self.warmup_epochs, ramp) * step
+        return self.alpha
+
+    def state_dict(self) -> dict:
+        return {"ewma": self.ewma, "alpha0": self.alpha0, "alpha": self.alpha}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ewma, self.alpha0, self.alpha = state["ewma"], state["alpha0"], state["alpha"]

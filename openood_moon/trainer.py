@@ -1,0 +1,165 @@
+"""The engine-agnostic trainer: dense, dense+MOON, sparse (RigL/SET/static) and sparse+MOON.
+
+One step: forward (K+1 logits when MOON's loss is on) → loss (MOON's or CE) → backward →
+``Masking.step`` (SGD-Nesterov step that keeps the masks; topology update every ``interval`` steps
+until ``end``) → a vote snapshot during the last ``vote_epochs``. The LR follows ``moon_lr``; masks
+freeze before the vote starts so the averaged model is exactly as sparse. Batches are OpenOOD dicts
+``{'data', 'label'}`` or ``(x, y)`` tuples.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .moon import AlphaTuner, WeightVote, moon_loss, moon_lr, recalibrate_batchnorm, tuner_statistic
+from .settings import TrainSettings
+from .sparse import Masking
+
+
+def unpack_batch(batch):
+    """(x, y) from an OpenOOD dict batch or a tuple batch."""
+    if isinstance(batch, dict):
+        return batch["data"], batch["label"]
+    return batch[0], batch[1]
+
+
+class MoonTrainer:
+    def __init__(self, net: nn.Module, train_loader, cfg: Dict[str, Any], device="cpu",
+                 bn_loader=None):
+        self.settings = s = TrainSettings.from_config(cfg)
+        self.device = torch.device(device)
+        self.net = net.to(self.device)
+        self.module = getattr(net, "module", net)        # unwrapped (DDP) model: masks and vote
+        if s.uses_unknown and not hasattr(self.module, "fc_unknown"):
+            raise ValueError("moon.unknown_loss needs a MoonNet (a backbone with an fc_unknown head)")
+        self.train_loader, self.bn_loader = train_loader, bn_loader or train_loader
+        self.steps_per_epoch = len(train_loader)
+        epochs = s.optimizer.num_epochs
+        self.vote_start = epochs - s.vote_epochs          # first vote epoch (== epochs: no vote)
+        self.total_steps = epochs * self.steps_per_epoch
+        self.cosine_steps = self.vote_start * self.steps_per_epoch
+        self.end_step = min(int(s.sparse.end * self.total_steps), self.cosine_steps)
+        o = s.optimizer
+        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=o.lr * o.lr_ini, momentum=o.momentum,
+                                         weight_decay=o.weight_decay, nesterov=o.nesterov)
+        self.masking = Masking(self.module, s.sparse.method, s.sparse.density, s.sparse.init,
+                               s.sparse.drop_fraction, s.sparse.interval, self.end_step, seed=s.seed)
+        self.tuner = (AlphaTuner(s.moon.alpha_final, s.moon.init_factor, s.moon.warmup_epochs, epochs,
+                                 s.moon.ewma_mu) if s.uses_unknown else None)
+        self.vote = WeightVote() if s.vote_epochs else None
+        self.voted: Optional[nn.Module] = None
+        self.epoch, self.step = 0, 0
+
+    # ------------------------------------------------------------------ training
+    def train_epoch(self, epoch: Optional[int] = None) -> Dict[str, Any]:
+        """Train one epoch (0-based); returns its metrics."""
+        epoch = self.epoch if epoch is None else epoch
+        if epoch != self.epoch:
+            raise ValueError(f"expected epoch {self.epoch}, got {epoch} (resume from a checkpoint instead)")
+        if epoch >= self.settings.optimizer.num_epochs:
+            raise ValueError(f"training already finished after {self.settings.optimizer.num_epochs} epochs")
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None:                        # data order is a function of (seed, epoch)
+            generator.manual_seed(self.settings.seed * 100_003 + epoch)
+        alpha = self.tuner.start_epoch(epoch) if self.tuner else None
+        self.net.train()
+        start, loss_sum, correct, seen, updates = time.time(), 0.0, 0, 0, 0
+        for i, batch in enumerate(self.train_loader):
+            x, y = unpack_batch(batch)
+            x, y = x.to(self.device), y.to(self.device)
+            lr = self._set_lr()
+            self.step += 1
+            if self.tuner:
+                logits = self.net(x, return_unknown=True)
+                loss = moon_loss(logits, y, alpha)
+                self.tuner.observe(tuner_statistic(logits, y))
+            else:
+                logits = self.net(x)
+                loss = F.cross_entropy(logits, y)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}, step {self.step}"
+                                         f" (lr {lr:.4g}); lower optimizer.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            updates += self.masking.step(self.optimizer, self.step)
+            if self.vote and epoch >= self.vote_start and self._is_snapshot_step(i):
+                self.vote.add(self.module)
+            loss_sum += loss.item() * len(y)
+            correct += int((logits[:, : self.module_classes].argmax(1) == y).sum())
+            seen += len(y)
+        self.epoch += 1
+        if self.vote and self.epoch == self.settings.optimizer.num_epochs:
+            self.finalize_vote()
+        return {"epoch_idx": epoch, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                "lr": lr, "alpha": alpha, "density": self.masking.density(), "mask_updates": updates,
+                "snapshots": self.vote.count if self.vote else 0, "seconds": time.time() - start}
+
+    def fit(self, callback: Optional[Callable[[Dict[str, Any]], None]] = None) -> nn.Module:
+        """Train the remaining epochs; ``callback(metrics)`` after each; returns the model to evaluate."""
+        while self.epoch < self.settings.optimizer.num_epochs:
+            metrics = self.train_epoch()
+            if callback:
+                callback(metrics)
+        return self.model_for_eval()
+
+    def finalize_vote(self) -> nn.Module:
+        """Average the snapshots into a copy of the model and recalibrate its BatchNorm."""
+        self.voted = self.vote.averaged_model(self.module)
+        inputs = (unpack_batch(b)[0] for b in self.bn_loader)
+        recalibrate_batchnorm(self.voted, inputs, self.device)
+        self.voted.eval()
+        return self.voted
+
+    def model_for_eval(self) -> nn.Module:
+        """The vote's averaged model once the vote has run, else the trained network."""
+        model = self.voted if self.voted is not None else self.module
+        return model.eval()
+
+    def _is_snapshot_step(self, i: int) -> bool:
+        """True on ``snapshots_per_epoch`` steps spread evenly over an epoch (its last step included)."""
+        n, steps = self.settings.moon.snapshots_per_epoch, self.steps_per_epoch
+        return (i + 1) * n // steps > i * n // steps
+
+    @property
+    def module_classes(self) -> int:
+        fc = self.module.get_fc_layer() if hasattr(self.module, "get_fc_layer") else self.module.fc
+        return fc.out_features
+
+    def _set_lr(self) -> float:
+        o = self.settings.optimizer
+        lr = moon_lr(self.step, o.lr, o.lr_ini, o.lr_end, self.cosine_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> Dict[str, Any]:
+        """The whole training state, as tensors and plain Python values only."""
+        return {"net": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "masking": self.masking.state_dict(),
+                "tuner": self.tuner.state_dict() if self.tuner else None,
+                "vote": self.vote.state_dict() if self.vote else None,
+                "voted": self.voted.state_dict() if self.voted is not None else None,
+                "epoch": self.epoch, "step": self.step, "torch_rng": torch.get_rng_state(),
+                "settings": self.settings.to_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state["settings"] != self.settings.to_dict():
+            raise ValueError("checkpoint was trained with different settings; refusing to resume")
+        self.module.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.masking.load_state_dict(state["masking"])
+        if self.tuner:
+            self.tuner.load_state_dict(state["tuner"])
+        if self.vote:
+            self.vote.load_state_dict(state["vote"])
+        if state["voted"] is not None:
+            self.voted = self.vote.averaged_model(self.module)
+            self.voted.load_state_dict(state["voted"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
