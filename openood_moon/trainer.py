@@ -63,9 +63,7 @@ class MoonTrainer:
             raise ValueError(f"expected epoch {self.epoch}, got {epoch} (resume from a checkpoint instead)")
         if epoch >= self.settings.optimizer.num_epochs:
             raise ValueError(f"training already finished after {self.settings.optimizer.num_epochs} epochs")
-        generator = getattr(self.train_loader, "generator", None)
-        if generator is not None:                        # data order is a function of (seed, epoch)
-            generator.manual_seed(self.settings.seed * 100_003 + epoch)
+        self._seed_data_order(epoch)
         alpha = self.tuner.start_epoch(epoch) if self.tuner else None
         self.net.train()
         start, loss_sum, correct, seen, updates = time.time(), 0.0, 0, 0, 0
@@ -119,6 +117,14 @@ class MoonTrainer:
         """The vote's averaged model once the vote has run, else the trained network."""
         model = self.voted if self.voted is not None else self.module
         return model.eval()
+
+    def _seed_data_order(self, epoch: int) -> None:
+        """Make the data order a function of (seed, epoch), so resuming reproduces it exactly."""
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):                # our EpochSampler, DistributedSampler
+            sampler.set_epoch(epoch)
+        elif getattr(self.train_loader, "generator", None) is not None:
+            self.train_loader.generator.manual_seed(self.settings.seed * 100_003 + epoch)
 
     def _is_snapshot_step(self, i: int) -> bool:
         """True on ``snapshots_per_epoch`` steps spread evenly over an epoch (its last step included)."""
