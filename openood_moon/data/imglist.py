@@ -1,0 +1,217 @@
+"""OpenOOD image lists as cached PyTorch datasets, and the loaders of a DATA_INFO-style benchmark.
+
+An image list holds one ``relative/path.png <label>`` per line (split on the first space; OOD sets
+use label -1), paths joined to ``data_dir``; images are read with PIL and converted to RGB, as in
+OpenOOD's ``ImglistDataset``. All images are decoded once into a uint8 cache, so epochs are cheap.
+
+Reproducible data order: the train loader's :class:`EpochSampler` and the loader share one
+``torch.Generator`` (``loader.generator``). The sampler draws the permutation *and* one
+augmentation seed per item from it, so order and random shifts depend only on that generator (not
+on the global torch RNG nor on ``num_workers``). A trainer calls ``loader.sampler.set_epoch(epoch)``
+(equivalently ``loader.generator.manual_seed(epoch_seed(seed, epoch))``) at the start of each
+epoch; then epoch ``e`` of seed ``s`` always sees the same batches, also after a resume.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import transforms as T
+from torchvision.transforms import functional as TF
+
+# Normalisation of every embedded-benchmark input (also what OpenOOD uses for unknown names).
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+SHIFT_PAD = 2  # train augmentation: random shift of up to +-2 px
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of the train generator at the start of ``epoch`` (0-based)."""
+    return seed * 1000 + epoch
+
+
+def eval_transform() -> Callable:
+    """uint8 (3, H, W) tensor -> float, normalised with :data:`MEAN` / :data:`STD`."""
+    return T.Compose([T.ConvertImageDtype(torch.float32), T.Normalize(MEAN, STD)])
+
+
+class TrainTransform:
+    """Random shift (zero-pad by ``pad``, random crop back to H x W, like ``RandomCrop(pad=2)``), then
+    :func:`eval_transform`. The crop offset comes from ``generator`` when one is given."""
+
+    takes_generator = True
+
+    def __init__(self, pad: int = SHIFT_PAD):
+        self.pad = pad
+        self.normalise = eval_transform()
+
+    def __call__(self, img: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        if self.pad:
+            h, w = img.shape[-2:]
+            top, left = torch.randint(0, 2 * self.pad + 1, (2,), generator=generator).tolist()
+            img = TF.crop(TF.pad(img, [self.pad]), top, left, h, w)
+        return self.normalise(img)
+
+    def __repr__(self) -> str:
+        return f"TrainTransform(pad={self.pad}, mean={MEAN}, std={STD})"
+
+
+def train_transform(pad: int = SHIFT_PAD) -> TrainTransform:
+    return TrainTransform(pad)
+
+
+def _parse_label(extra: str, line: str) -> int:
+    try:
+        return int(extra)
+    except ValueError:
+        value = ast.literal_eval(extra)
+    if isinstance(value, int):
+        return value
+    raise ValueError(f"unsupported label {extra!r} in image-list line {line!r}")
+
+
+def read_imglist(imglist_path, max_items: Optional[int] = None) -> list[tuple[str, int]]:
+    """[(relative image path, label)] of an OpenOOD image list (first ``max_items`` lines)."""
+    entries = []
+    with open(imglist_path) as fh:
+        for line in fh:
+            line = line.strip("\n")
+            if not line.strip():
+                continue
+            if max_items is not None and len(entries) >= max_items:
+                break
+            name, _, extra = line.partition(" ")
+            if not extra.strip():
+                raise ValueError(f"image-list line without a label: {line!r} in {imglist_path}")
+            entries.append((name, _parse_label(extra.strip(), line)))
+    return entries
+
+
+class ImglistDataset(Dataset):
+    """Items ``{'data': tensor, 'label': int, 'image_name': str, 'index': int}`` of an OpenOOD list.
+
+    ``transform`` maps the cached uint8 (3, H, W) tensor to the model input (None: return it as
+    is). An index may also be ``(index, aug_seed)`` (see :class:`EpochSampler`): a transform with
+    ``takes_generator`` then draws its randomness from a generator seeded with ``aug_seed``.
+    """
+
+    def __init__(self, imglist_path, data_dir, transform: Optional[Callable] = None,
+                 max_items: Optional[int] = None):
+        self.imglist_path = str(imglist_path)
+        self.data_dir = str(data_dir)
+        self.transform = transform
+        self.entries = read_imglist(imglist_path, max_items)
+        self.labels = torch.tensor([label for _, label in self.entries], dtype=torch.long)
+        images = [self._decode(name) for name, _ in self.entries]
+        same_size = len({img.shape for img in images}) <= 1
+        self.images = torch.stack(images) if images and same_size else images
+
+    def _decode(self, name: str) -> torch.Tensor:
+        if name.startswith("/") and self.data_dir:
+            raise ValueError(f"absolute image path {name!r} with data_dir {self.data_dir!r}")
+        with Image.open(os.path.join(self.data_dir, name)) as img:
+            rgb = np.array(img.convert("RGB"))
+        return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index) -> dict:
+        aug_seed = None
+        if isinstance(index, (tuple, list)):
+            index, aug_seed = index
+        img = self.images[index]
+        if self.transform is None:
+            data = img
+        elif aug_seed is not None and getattr(self.transform, "takes_generator", False):
+            data = self.transform(img, generator=torch.Generator().manual_seed(int(aug_seed)))
+        else:
+            data = self.transform(img)
+        return {"data": data, "label": int(self.labels[index]),
+                "image_name": self.entries[index][0], "index": int(index)}
+
+
+class EpochSampler(Sampler):
+    """Shuffling sampler yielding ``(index, aug_seed)`` pairs (plain indices if ``aug_seeds=False``,
+    for datasets such as ``TensorDataset``), all drawn from ``self.generator``.
+
+    ``set_epoch(e)`` reseeds the generator with :func:`epoch_seed` ``(seed, e)``; construction does
+    ``set_epoch(0)``. With ``num_replicas > 1`` each rank takes every ``num_replicas``-th item of the
+    shared permutation (padded by wrap-around to equal length, as ``DistributedSampler``).
+    """
+
+    def __init__(self, num_items: int, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 aug_seeds: bool = True):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} not in [0, {num_replicas})")
+        self.num_items, self.seed = num_items, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.aug_seeds = aug_seeds
+        self.generator = torch.Generator()
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.generator.manual_seed(epoch_seed(self.seed, epoch))
+
+    def __len__(self) -> int:
+        return -(-self.num_items // self.num_replicas)
+
+    def __iter__(self) -> Iterator:
+        order = torch.randperm(self.num_items, generator=self.generator)
+        aug_seeds = torch.randint(0, 2**62, (self.num_items,), generator=self.generator)
+        total = len(self) * self.num_replicas
+        if total > self.num_items:
+            pad = torch.arange(total - self.num_items) % self.num_items
+            order = torch.cat([order, order[pad]])
+        mine = order[self.rank::self.num_replicas]
+        if not self.aug_seeds:
+            return iter(mine.tolist())
+        return iter(zip(mine.tolist(), aug_seeds[mine].tolist()))
+
+
+def _loader(dataset, batch_size, num_workers, sampler=None) -> DataLoader:
+    generator = sampler.generator if sampler is not None else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, generator=generator, drop_last=False)
+
+
+def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_size: int = 256,
+                      num_workers: int = 0, seed: int = 0, subset: Optional[int] = None,
+                      num_replicas: int = 1, rank: int = 0) -> dict:
+    """DataLoaders of a DATA_INFO-style benchmark (e.g. ``EMBEDDED_INFO``), paths under ``data_root``.
+
+    Returns ``{'id': {'train', 'val', 'test'}, 'ood': {'val': loader, 'near': {name: loader},
+    'far': {name: loader}}}``. Only ``id.train`` is augmented and shuffled (by an
+    :class:`EpochSampler`, see the module docstring); ``subset`` keeps the first N items of every
+    list; ``num_replicas``/``rank`` shard the train loader only.
+    """
+
+    def dataset(entry, transform):
+        return ImglistDataset(os.path.join(str(data_root), entry["imglist_path"]),
+                              os.path.join(str(data_root), entry["data_dir"]),
+                              transform=transform, max_items=subset)
+
+    def eval_loader(entry):
+        return _loader(dataset(entry, eval_transform()), test_batch_size, num_workers)
+
+    train = dataset(info["id"]["train"], train_transform())
+    sampler = EpochSampler(len(train), seed=seed, num_replicas=num_replicas, rank=rank)
+    ood = info["ood"]
+    return {
+        "id": {"train": _loader(train, batch_size, num_workers, sampler),
+               "val": eval_loader(info["id"]["val"]),
+               "test": eval_loader(info["id"]["test"])},
+        "ood": {"val": eval_loader(ood["val"]),
+                **{level: {name: eval_loader(ood[level][name]) for name in ood[level]["datasets"]}
+                   for level in ("near", "far")}},
+    }
+
+
+build_loaders = benchmark_loaders  # name used in the team notes
