@@ -28,6 +28,7 @@ from ...networks import build_network
 from ...settings import TrainSettings
 from ...trainer import MoonTrainer
 from .data import build_loaders
+from .detectors import available_postprocessors
 from .evaluate import evaluate_ood, format_table
 from .plots import plot_roc_curves, plot_score_histograms
 
@@ -82,6 +83,11 @@ def run(cfg: Dict[str, Any], progress: bool = True) -> Dict[str, Any]:
     settings = TrainSettings.from_config(cfg)
     evaluation = dict(cfg.get("evaluation") or {})
     device = resolve_device(cfg.get("device", "auto"))
+    postprocessors = list(evaluation.get("postprocessors") or ["msp", "ebo", "moon"])
+    unknown = [p for p in postprocessors if p not in available_postprocessors()]
+    if unknown:
+        raise ConfigError(f"unknown postprocessor {unknown[0]!r} in evaluation.postprocessors; valid "
+                          f"choices: {', '.join(available_postprocessors())}")
     run_dir = run_dir_of(cfg)
     if evaluation.get("resume", True) and (run_dir / "ood.csv").exists():
         print(f"finished run found, skipped: {run_dir}")
@@ -92,8 +98,8 @@ def run(cfg: Dict[str, Any], progress: bool = True) -> Dict[str, Any]:
     log = _logger(run_dir)
 
     seed_everything(settings.seed)
-    loaders = build_loaders(cfg)
     net = build_model(cfg)
+    loaders = build_loaders(cfg)
     trainer = MoonTrainer(net, loaders["id"]["train"], cfg, device)
     ckpt = run_dir / "checkpoint.pt"
     if evaluation.get("resume", True) and ckpt.exists():
@@ -122,7 +128,6 @@ def run(cfg: Dict[str, Any], progress: bool = True) -> Dict[str, Any]:
     save_checkpoint(export_state_dict(model), str(run_dir / "best.ckpt"))
     save_checkpoint({k: v.cpu() for k, v in model.state_dict().items()}, str(run_dir / "moon_net.ckpt"))
 
-    postprocessors = list(evaluation.get("postprocessors") or ["msp", "ebo", "moon"])
     eval_loaders = {"id": {**loaders["id"], "train": loaders["id"]["train_eval"]}, "ood": loaders["ood"]}
     table, scores = evaluate_ood(model, eval_loaders, postprocessors,
                                  pp_args=evaluation.get("postprocessor_args") or {}, device=device,

@@ -1,0 +1,70 @@
+"""main.py end to end on a subset of the embedded benchmark, and its errors for bad input."""
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from openood_moon.networks import SmallCNN
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MOON = "configs/pipelines/train/moon.yml"
+
+
+def main_py(*args, timeout=120):
+    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    from openood_moon.data.embedded import build_embedded
+    root = tmp_path_factory.mktemp("data")
+    build_embedded(str(root))
+    return str(root)
+
+
+def test_tiny_end_to_end_run_writes_the_results_folder(tmp_path, data_root):
+    start = time.time()
+    out = main_py("--config", MOON, "--engine", "standalone", "--dataset.subset", "300",
+                  "--dataset.data_root", data_root, "--output_dir", str(tmp_path),
+                  "--optimizer.num_epochs", "2", "--moon.warmup_epochs", "1", "--moon.vote_epochs", "1",
+                  "--evaluation.postprocessors", "[msp, knn, moon]", "--evaluation.postprocessor_args",
+                  "{knn: {k: 5}}")
+    elapsed = time.time() - start
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert elapsed < 60
+    assert "engine: standalone" in out.stdout and "farood" in out.stdout
+    run = tmp_path / "mnist6_small_cnn_rigl_d0.1_e2_moon" / "s0"
+    for name in ("config.yml", "log.txt", "checkpoint.pt", "best.ckpt", "moon_net.ckpt", "ood.csv",
+                 "metrics.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "plots").glob("*.png"))
+    table = pd.read_csv(run / "ood.csv", index_col=[0, 1])
+    assert set(table.index.get_level_values(0)) == {"msp", "knn", "moon"}
+    assert {"nearood", "farood", "mnist6789", "textures"} <= set(table.index.get_level_values(1))
+    assert table["AUROC"].between(0, 100).all()
+    plain = SmallCNN(6)                                        # best.ckpt is a plain K-way backbone
+    plain.load_state_dict(torch.load(run / "best.ckpt", weights_only=True), strict=True)
+    again = main_py("--config", MOON, "--engine", "standalone", "--dataset.subset", "300",
+                    "--dataset.data_root", data_root, "--output_dir", str(tmp_path),
+                    "--optimizer.num_epochs", "2", "--moon.warmup_epochs", "1", "--moon.vote_epochs", "1")
+    assert again.returncode == 0 and "finished run found, skipped" in again.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config", "configs/nope.yml"], "config file not found: 'configs/nope.yml'"),
+    (["--config", MOON, "--sparse.metod", "set"], "did you mean 'method'"),
+    (["--config", MOON, "--sparse.method", "snip"], "valid choices: dense, static, set, rigl"),
+    (["--config", MOON, "--evaluation.postprocessors", "[msp, odin2]"], "unknown postprocessor 'odin2'"),
+    (["--config", MOON, "--network.name", "vgg"], "valid choices: resnet18_32x32, small_cnn"),
+    (["--config", MOON, "--engine", "tensorflow"], "valid choices: auto, openood, standalone"),
+])
+def test_bad_input_exits_non_zero_naming_the_problem(args, message, tmp_path):
+    out = main_py(*args, "--output_dir", str(tmp_path)) if "--config" in args and MOON in args \
+        else main_py(*args)
+    assert out.returncode != 0
+    assert message in out.stderr
