@@ -1,0 +1,92 @@
+"""A study grid: networks × methods × sparsities × training lengths × variants × paired seeds.
+
+Every run of one seed shares its initialisation, data order and (for one sparsity) its masks'
+random draws across variants, so differences between variants are paired by seed. Dense runs do
+not depend on method or sparsity and are shared by every sparse cell of their network and length.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List
+
+from ..config import ConfigError
+
+# variant -> overrides of moon.* / sparse.method (None: keep the grid's method)
+VARIANTS: Dict[str, Dict[str, Any]] = {
+    "dense": {"sparse.method": "dense", "moon.enabled": False},
+    "dense_moon": {"sparse.method": "dense", "moon.enabled": True, "moon.unknown_loss": True, "moon.vote": True},
+    "sparse": {"moon.enabled": False},
+    "sparse_vote": {"moon.enabled": True, "moon.unknown_loss": False, "moon.vote": True},
+    "sparse_loss": {"moon.enabled": True, "moon.unknown_loss": True, "moon.vote": False},
+    "sparse_moon": {"moon.enabled": True, "moon.unknown_loss": True, "moon.vote": True},
+}
+DENSE_VARIANTS = ("dense", "dense_moon")
+LENGTH_KEYS = {"epochs": "optimizer.num_epochs", "interval": "sparse.interval",
+               "warmup_epochs": "moon.warmup_epochs", "vote_epochs": "moon.vote_epochs"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    network: str
+    method: str          # rigl | set | static | dense
+    sparsity: float      # 0 for dense
+    length: str          # name of the training-length setting, e.g. "e40"
+    variant: str
+    seed: int
+    overrides: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def cell(self) -> str:
+        """Cell id shared by all variants and seeds that are compared with each other."""
+        return f"{self.network}_{self.length}_{self.method}_sp{self.sparsity:g}"
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.cell}_{self.variant}_s{self.seed}"
+
+    def override_tokens(self) -> List[str]:
+        tokens = []
+        for key, value in self.overrides.items():
+            tokens += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+        return tokens
+
+    def key(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d.pop("overrides")
+        return d
+
+
+def config_hash(cfg: Dict[str, Any]) -> str:
+    """Short hash of a merged config, output location excluded."""
+    clean = {k: v for k, v in cfg.items() if k not in ("output_dir", "exp_name")}
+    return hashlib.sha256(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def expand(grid: Dict[str, Any]) -> List[RunSpec]:
+    """All runs of ``grid`` (see configs/study/*.yml), dense runs once per network × length × seed."""
+    unknown = [v for v in grid["variants"] if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown study variant {unknown[0]!r}; valid choices: {', '.join(VARIANTS)}")
+    common = dict(grid.get("overrides") or {})
+    specs = []
+    for network in grid["networks"]:
+        for length_name, length in grid["lengths"].items():
+            bad = [k for k in length if k not in LENGTH_KEYS]
+            if bad:
+                raise ConfigError(f"unknown training-length key {bad[0]!r}; valid keys: {', '.join(LENGTH_KEYS)}")
+            base = {**common, "network.name": network, **{LENGTH_KEYS[k]: v for k, v in length.items()}}
+            for seed in grid["seeds"]:
+                for variant in grid["variants"]:
+                    if variant in DENSE_VARIANTS:
+                        specs.append(RunSpec(network, "dense", 0.0, length_name, variant, int(seed),
+                                             {**base, **VARIANTS[variant], "seed": int(seed)}))
+                        continue
+                    for method in grid["methods"]:
+                        for sparsity in grid["sparsities"]:
+                            over = {**base, **VARIANTS[variant], "sparse.method": method,
+                                    "sparse.density": round(1 - float(sparsity), 6), "seed": int(seed)}
+                            specs.append(RunSpec(network, method, float(sparsity), length_name, variant,
+                                                 int(seed), over))
+    return specs

@@ -1,0 +1,80 @@
+"""Compare dense, sparse and sparse+MOON runs with paired seeds on the embedded benchmark.
+
+    python scripts/compare.py                                   # configs/study/compare_90.yml
+    python scripts/compare.py --grid configs/study/study_a.yml --jobs 2
+    python scripts/compare.py --sparsities 0.9 0.98 --seeds 0 1 2 3 4 --out results/compare_x
+
+Runs every grid point with the standalone engine (finished runs are skipped, so an interrupted
+comparison resumes), appends one tidy CSV row per run × score × OOD set to ``<out>/study.csv``,
+then prints and saves the mean ± std table (``<out>/table.md``), the paired differences with 95 %
+confidence intervals (``<out>/summary.md``) and AUROC-vs-sparsity plots (``<out>/plots``).
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from openood_moon.config import ConfigError  # noqa: E402
+from openood_moon.study.report import report, score_table  # noqa: E402
+from openood_moon.study.runner import run_study  # noqa: E402
+from openood_moon.study.tidy import read_tidy  # noqa: E402
+
+LIST_KEYS = ("networks", "methods", "sparsities", "variants", "seeds", "postprocessors")
+
+
+def load_grid(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"grid file not found: {path!r}")
+    with open(path) as f:
+        grid = (yaml.safe_load(f) or {}).get("study")
+    if not grid:
+        raise ConfigError(f"{path}: expected a top-level 'study:' mapping")
+    return grid
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--grid", default="configs/study/compare_90.yml", help="study grid YAML")
+    p.add_argument("--out", default=None, help="output folder (default results/<grid name>)")
+    for key in LIST_KEYS:
+        p.add_argument(f"--{key}", nargs="+", default=None, help=f"override the grid's {key}")
+    p.add_argument("--epochs", type=int, default=None, help="one training length of N epochs")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    p.add_argument("--limit", type=int, default=None, help="run at most N new runs, then report")
+    p.add_argument("--report-only", action="store_true", help="only summarise <out>/study.csv")
+    args = p.parse_args(argv)
+    try:
+        grid = load_grid(args.grid)
+        for key in LIST_KEYS:
+            if getattr(args, key) is not None:
+                values = getattr(args, key)
+                grid[key] = ([float(v) for v in values] if key == "sparsities" else
+                             [int(v) for v in values] if key == "seeds" else values)
+        if args.epochs is not None:
+            grid["lengths"] = {f"e{args.epochs}": {"epochs": args.epochs}}
+        out = Path(args.out or os.path.join("results", grid.get("name", "compare")))
+        if not args.report_only:
+            run_study(grid, grid.get("base_configs", ["configs/pipelines/train/moon.yml"]), out,
+                      jobs=args.jobs, threads=args.threads, limit=args.limit)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    table = read_tidy(out / "study.csv")
+    if table.empty:
+        print(f"no finished runs in {out / 'study.csv'}")
+        return 0
+    scores = score_table(table, grid.get("postprocessors"))
+    (out / "table.md").write_text(scores.to_markdown(index=False) + "\n")
+    print(scores.to_markdown(index=False))
+    print(report(table, out, f"Study {grid.get('name', '')}"))
+    print(f"written: {out / 'study.csv'}, {out / 'table.md'}, {out / 'summary.md'}, {out / 'plots'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
