@@ -29,7 +29,7 @@ LENGTH_KEYS = {"epochs": "optimizer.num_epochs", "interval": "sparse.interval",
 
 @dataclass(frozen=True)
 class RunSpec:
-    network: str
+    network: str         # a network config: configs/networks/<network>.yml
     method: str          # rigl | set | static | dense
     sparsity: float      # 0 for dense
     length: str          # name of the training-length setting, e.g. "e40"
@@ -76,7 +76,7 @@ def expand(grid: Dict[str, Any]) -> List[RunSpec]:
             bad = [k for k in length if k not in LENGTH_KEYS]
             if bad:
                 raise ConfigError(f"unknown training-length key {bad[0]!r}; valid keys: {', '.join(LENGTH_KEYS)}")
-            base = {**common, "network.name": network, **{LENGTH_KEYS[k]: v for k, v in length.items()}}
+            base = {**common, **{LENGTH_KEYS[k]: v for k, v in length.items()}}
             for seed in grid["seeds"]:
                 for variant in grid["variants"]:
                     if variant in DENSE_VARIANTS:

@@ -9,20 +9,29 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from ..cli import config_files
-from ..config import load_config
+from ..cli import REPO_CONFIGS, config_files
+from ..config import ConfigError, load_config
 from .grid import RunSpec, expand
 from .tidy import append_rows, read_tidy, tidy_rows
 
 
+def network_file(name: str, configs_root: str = REPO_CONFIGS) -> str:
+    path = os.path.join(configs_root, "networks", f"{name}.yml")
+    if not os.path.isfile(path):
+        valid = sorted(f[:-4] for f in os.listdir(os.path.dirname(path)) if f.endswith(".yml"))
+        raise ConfigError(f"unknown study network {name!r}; valid choices: {', '.join(valid)}")
+    return path
+
+
 def spec_config(spec: RunSpec, base_files: Sequence[str], out_dir: Path,
                 postprocessors: Sequence[str]) -> Dict[str, Any]:
+    """Merged config of one run: base files + configs/networks/<network>.yml + the spec's overrides."""
     tokens = spec.override_tokens() + [
         "--output_dir", str(Path(out_dir) / "runs"),
         "--exp_name", f"{spec.cell}_{spec.variant}/s{spec.seed}",
         "--evaluation.postprocessors", "[" + ", ".join(postprocessors) + "]",
         "--evaluation.plots", "false"]
-    return load_config(config_files(base_files), tokens)
+    return load_config(config_files(list(base_files) + [network_file(spec.network)]), tokens)
 
 
 def _run_one(spec: RunSpec, cfg: Dict[str, Any], threads: Optional[int]):
