@@ -20,11 +20,8 @@ def main_py(*args, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    from openood_moon.data.embedded import build_embedded
-    root = tmp_path_factory.mktemp("data")
-    build_embedded(str(root))
-    return str(root)
+def data_root(mnist6_root):
+    return str(mnist6_root)
 
 
 def test_tiny_end_to_end_run_writes_the_results_folder(tmp_path, data_root):

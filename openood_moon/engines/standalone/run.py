@@ -129,8 +129,8 @@ def run(cfg: Dict[str, Any], progress: bool = True) -> Dict[str, Any]:
     save_checkpoint({k: v.cpu() for k, v in model.state_dict().items()}, str(run_dir / "moon_net.ckpt"))
 
     eval_loaders = {"id": {**loaders["id"], "train": loaders["id"]["train_eval"]}, "ood": loaders["ood"]}
-    table, scores = evaluate_ood(model, eval_loaders, postprocessors,
-                                 pp_args=evaluation.get("postprocessor_args") or {}, device=device,
+    pp_args = {k: v for k, v in (evaluation.get("postprocessor_args") or {}).items() if k in postprocessors}
+    table, scores = evaluate_ood(model, eval_loaders, postprocessors, pp_args=pp_args, device=device,
                                  progress=progress)
     table.to_csv(run_dir / "ood.csv")
     summary = {"id": table.attrs["id"], "density": trainer.masking.density(), "epochs": epochs,
