@@ -102,6 +102,11 @@ def register_benchmark(name: str, info: Dict, data_root, num_classes: int, pre_s
     return root
 
 
+def registered_benchmarks() -> frozenset:
+    """Names registered through :func:`register_benchmark` in this process."""
+    return frozenset(_REGISTERED)
+
+
 def unregister_benchmark(name: str) -> None:
     """Remove a benchmark registered by :func:`register_benchmark` (OpenOOD's own names are kept)."""
     if name not in _REGISTERED:
