@@ -65,7 +65,10 @@ def config_hash(cfg: Dict[str, Any]) -> str:
 
 
 def expand(grid: Dict[str, Any]) -> List[RunSpec]:
-    """All runs of ``grid`` (see configs/study/*.yml), dense runs once per network × length × seed."""
+    """All runs of ``grid`` (see configs/study/*.yml), dense runs once per network × length × seed.
+
+    Ordered variant by variant (as listed), so the first variants have all their seeds first.
+    """
     unknown = [v for v in grid["variants"] if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown study variant {unknown[0]!r}; valid choices: {', '.join(VARIANTS)}")
@@ -77,8 +80,8 @@ def expand(grid: Dict[str, Any]) -> List[RunSpec]:
             if bad:
                 raise ConfigError(f"unknown training-length key {bad[0]!r}; valid keys: {', '.join(LENGTH_KEYS)}")
             base = {**common, **{LENGTH_KEYS[k]: v for k, v in length.items()}}
-            for seed in grid["seeds"]:
-                for variant in grid["variants"]:
+            for variant in grid["variants"]:       # variant-major: listed variants finish first
+                for seed in grid["seeds"]:
                     if variant in DENSE_VARIANTS:
                         specs.append(RunSpec(network, "dense", 0.0, length_name, variant, int(seed),
                                              {**base, **VARIANTS[variant], "seed": int(seed)}))
