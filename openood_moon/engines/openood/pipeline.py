@@ -276,9 +276,7 @@ class TrainMoonPipeline:
         if unknown:
             raise ConfigError(f"unknown postprocessor {unknown[0]!r} in evaluation.postprocessors; valid "
                               f"choices (OpenOOD engine): {', '.join(sorted(epp.postprocessors))}")
-        extra = sorted(set(evaluation.get("postprocessor_args") or {}) - set(pps))
-        if extra:
-            raise ConfigError(f"evaluation.postprocessor_args names postprocessors that are not evaluated: {extra}")
+        # settings of postprocessors that are not evaluated are ignored (as the standalone engine)
         root = evaluation.get("config_root")
         if root:
             missing = [p for p in pps if not os.path.isfile(os.path.join(root, "postprocessors", f"{p}.yml"))]
