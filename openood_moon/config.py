@@ -79,7 +79,9 @@ def apply_override(cfg: Dict[str, Any], key: str, raw: str) -> None:
                               + f"; valid keys there: {', '.join(valid) or '(none)'}")
         if depth < len(parts) - 1:
             node = node[part]
-    old, value = node[parts[-1]], yaml.safe_load(raw)
+    raw, suffix = _split_type_suffix(raw)
+    old = node[parts[-1]]
+    value = raw if suffix == "str" else yaml.safe_load(raw)
     if isinstance(old, bool) and not isinstance(value, bool):
         raise ConfigError(f"--{key} expects true/false, got {raw!r}")
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -89,6 +91,14 @@ def apply_override(cfg: Dict[str, Any], key: str, raw: str) -> None:
     if old is not None and not isinstance(old, str) and type(value) is not type(old):
         raise ConfigError(f"--{key} expects a {type(old).__name__}, got {raw!r}")
     node[parts[-1]] = value
+
+
+def _split_type_suffix(raw: str):
+    """OpenOOD's ``value:type`` form (``[1,2]:eval``, ``x:str``); the type is checked, not eval'd."""
+    head, sep, tail = raw.rpartition(":")
+    if sep and tail in ("eval", "str", "int", "float", "bool"):
+        return head, tail
+    return raw, None
 
 
 def resolve_refs(cfg: Dict[str, Any]) -> Dict[str, Any]:

@@ -85,8 +85,9 @@ class TrainSettings:
         _check(o.num_epochs >= 1, f"optimizer.num_epochs must be >= 1, got {o.num_epochs}")
         _check(o.lr > 0, f"optimizer.lr must be positive, got {o.lr}")
         if self.uses_unknown:
-            _check(0 <= m.warmup_epochs < o.num_epochs,
-                   f"moon.warmup_epochs ({m.warmup_epochs}) must be in [0, optimizer.num_epochs={o.num_epochs})")
+            _check(1 <= m.warmup_epochs < o.num_epochs,
+                   f"moon.warmup_epochs ({m.warmup_epochs}) must be in [1, optimizer.num_epochs={o.num_epochs}): "
+                   f"the α tuner starts from the loss averaged over the warm-up")
         if self.vote_epochs:
             _check(0 < m.vote_epochs < o.num_epochs,
                    f"moon.vote_epochs ({m.vote_epochs}) must be in [1, optimizer.num_epochs={o.num_epochs})")

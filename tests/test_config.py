@@ -20,6 +20,8 @@ def test_stacking_overrides_and_references(tmp_path):
     assert cfg["tags"] == ["c"]                                  # lists are replaced whole
     assert cfg["network"]["num_classes"] == 6                    # type kept
     assert cfg["exp_name"] == "foo_e3"
+    cfg = load_config([a, b], ["--tags", "[x, y]:eval", "--dataset.name", "12:str"])   # OpenOOD's forms
+    assert cfg["tags"] == ["x", "y"] and cfg["dataset"]["name"] == "12"
 
 
 def test_errors_name_the_problem(tmp_path):

@@ -85,6 +85,8 @@ def test_resume_from_checkpoint_is_exact(tmp_path):
 def test_bad_settings_name_the_key_and_the_choices():
     with pytest.raises(ConfigError, match="valid choices: dense, static, set, rigl"):
         make(sparse={"method": "snip"})
+    with pytest.raises(ConfigError, match=r"moon.warmup_epochs \(0\) must be in \[1"):
+        make(moon={"warmup_epochs": 0})
     with pytest.raises(ConfigError, match="did you mean moon.alpha_final"):
         make(moon={"alpha_finale": 1.0})
     loaders = digits_loaders()
