@@ -122,18 +122,22 @@ class Postprocessor:
         return f"{type(self).__name__}()"
 
 
-class MSP(Postprocessor):
+class _LogitsPP(Postprocessor):
+    """A pytorch-ood logits detector (``self.detector``) on the K class logits."""
+
+    def confidence(self, outputs):
+        return to_confidence(self.detector.predict_logits(outputs.logits.double()))
+
+
+class MSP(_LogitsPP):
     name = "msp"
 
     def __init__(self, net):
         super().__init__(net)
         self.detector = MaxSoftmax(None)
 
-    def confidence(self, outputs):
-        return to_confidence(self.detector.predict_logits(outputs.logits.double()))
 
-
-class Energy(Postprocessor):
+class Energy(_LogitsPP):
     name = "ebo"
 
     def __init__(self, net, temperature: float = 1.0):
@@ -142,19 +146,13 @@ class Energy(Postprocessor):
             raise ValueError(f"ebo: temperature must be > 0, got {temperature}")
         self.detector = EnergyBased(None, t=float(temperature))
 
-    def confidence(self, outputs):
-        return to_confidence(self.detector.predict_logits(outputs.logits.double()))
 
-
-class MaxLogitPP(Postprocessor):
+class MaxLogitPP(_LogitsPP):
     name = "mls"
 
     def __init__(self, net):
         super().__init__(net)
         self.detector = MaxLogit(None)
-
-    def confidence(self, outputs):
-        return to_confidence(self.detector.predict_logits(outputs.logits.double()))
 
 
 class KNNPP(Postprocessor):

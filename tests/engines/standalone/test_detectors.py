@@ -10,47 +10,7 @@ from openood_moon.engines.standalone.evaluate import collect_outputs
 from openood_moon.engines.standalone.metrics import auroc
 from openood_moon.moon.scores import moon_confidence
 
-K, D, F = 3, 4, 8
-
-
-class TinyNet(nn.Module):
-    """OpenOOD's network contract on R^4: feature = relu([x, -x]) (F = 8), fc reads class c off x_c.
-    With ``unknown=True`` it is a MOON net whose unknown logit is high near the origin."""
-
-    feature_size = F
-
-    def __init__(self, unknown=False):
-        super().__init__()
-        self.body = nn.Linear(D, F, bias=False)
-        self.fc = nn.Linear(F, K)
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            self.body.weight.copy_(torch.cat([torch.eye(D), -torch.eye(D)]))
-            self.fc.weight.copy_(0.05 * torch.randn(K, F, generator=g))
-            self.fc.weight[:, :K] += 3 * torch.eye(K)
-            self.fc.bias.zero_()
-        if unknown:
-            self.fc_unknown = nn.Linear(F, 1)
-            with torch.no_grad():
-                self.fc_unknown.weight.zero_()
-                self.fc_unknown.weight[0, :K] = -3.0
-                self.fc_unknown.bias.fill_(6.0)
-
-    def forward(self, x, return_feature=False, return_unknown=False):
-        feat = torch.relu(self.body(x))
-        logits = self.fc(feat)
-        if return_unknown:
-            logits = torch.cat([logits, self.fc_unknown(feat)], dim=1)
-        return (logits, feat) if return_feature else logits
-
-    def forward_threshold(self, x, threshold):
-        return self.fc(torch.relu(self.body(x)).clip(max=threshold))
-
-    def get_fc(self):
-        return self.fc.weight.detach().numpy(), self.fc.bias.detach().numpy()
-
-    def get_fc_layer(self):
-        return self.fc
+from .tiny_net import D, F, K, TinyNet
 
 
 def toy_data(n_per_class, seed, ood=False):

@@ -20,48 +20,12 @@ from openood_moon.engines.standalone.evaluate import (
 from openood_moon.engines.standalone.metrics import ood_metrics
 from openood_moon.engines.standalone.plots import plot_roc_curves, plot_score_histograms
 
-K, D, F = 3, 4, 8
+from .tiny_net import D, F, K
+from .tiny_net import TinyNet as _TinyNet
 
 
-class TinyNet(nn.Module):
-    """OpenOOD's network contract: feature = relu([x, -x]), fc reads class c off x_c; counts calls.
-    ``unknown=True``: a MOON net, ``net(x, return_unknown=True)`` gives K+1 logits."""
-
-    feature_size = F
-
-    def __init__(self, unknown=False):
-        super().__init__()
-        self.body = nn.Linear(D, F, bias=False)
-        self.fc = nn.Linear(F, K)
-        with torch.no_grad():
-            self.body.weight.copy_(torch.cat([torch.eye(D), -torch.eye(D)]))
-            self.fc.weight.copy_(0.05 * torch.randn(K, F, generator=torch.Generator().manual_seed(0)))
-            self.fc.weight[:, :K] += torch.eye(K)
-            self.fc.bias.zero_()
-        if unknown:
-            self.fc_unknown = nn.Linear(F, 1)
-            with torch.no_grad():
-                self.fc_unknown.weight.zero_()
-                self.fc_unknown.weight[0, :K] = -2.0
-                self.fc_unknown.bias.fill_(4.0)
-        self.calls = 0
-
-    def forward(self, x, return_feature=False, return_unknown=False):
-        self.calls += 1
-        feat = torch.relu(self.body(x))
-        logits = self.fc(feat)
-        if return_unknown:
-            logits = torch.cat([logits, self.fc_unknown(feat)], dim=1)
-        return (logits, feat) if return_feature else logits
-
-    def forward_threshold(self, x, threshold):
-        return self.fc(torch.relu(self.body(x)).clip(max=threshold))
-
-    def get_fc(self):
-        return self.fc.weight.detach().numpy(), self.fc.bias.detach().numpy()
-
-    def get_fc_layer(self):
-        return self.fc
+def TinyNet(unknown=False):
+    return _TinyNet(unknown, scale=1.0, unknown_weight=-2.0, unknown_bias=4.0)
 
 
 class DictDataset(Dataset):
