@@ -88,12 +88,13 @@ def differences(table: pd.DataFrame, threshold: float = 2.0) -> Dict[str, pd.Dat
         base = {"cell": f"{network} {length} {method} {sparsity:g}"}
         if "dense" in variants and "sparse" in variants:
             for s in ("msp", "ebo", "knn"):
-                row = {**base, "score": s}
+                row = {**base, "score": s, "n": 0}
                 for g in ("nearood", "farood"):
                     iv = paired(table, {**cell, "variant": "sparse"}, {"network": network, "length": length,
                                 "variant": "dense"}, s, s, g)
                     row[g[:-3]] = str(iv)
                     row[f"{g[:-3]} ≤ −{threshold:g} & CI<0"] = iv.mean <= -threshold and iv.excludes_zero
+                    row["n"] = iv.n
                 out["sparse − dense"].append(row)
         for name, variant, scores in (("MOON − sparse", "sparse_moon", MOON_SCORES),
                                       ("vote − sparse", "sparse_vote", ("msp", "ebo", "knn")),
@@ -102,13 +103,15 @@ def differences(table: pd.DataFrame, threshold: float = 2.0) -> Dict[str, pd.Dat
                 continue
             for s in scores:
                 baseline_score = "msp" if s in UNKNOWN_AWARE + ("moon",) else s
-                row = {**base, "score": s if baseline_score == s else f"{s} vs sparse msp"}
+                row = {**base, "score": s if baseline_score == s else f"{s} vs sparse msp", "n": 0}
                 for g in ("nearood", "farood"):
                     iv = paired(table, {**cell, "variant": variant}, {**cell, "variant": "sparse"}, s,
                                 baseline_score, g)
                     row[g[:-3]] = str(iv)
                     row[f"{g[:-3]} CI excludes 0"] = iv.excludes_zero
-                out[name].append(row)
+                    row["n"] = iv.n
+                if row["n"]:                             # scores this study did not evaluate: no row
+                    out[name].append(row)
     return {k: pd.DataFrame(v) for k, v in out.items() if v}
 
 
