@@ -5,8 +5,10 @@ the run folder (``<root>/s<seed>``, as ``setup_config`` makes it from ``output_d
 
 1. data: the embedded benchmark ``mnist6`` is built (offline) under ``dataset.data_root`` and its
    paths are filled in; any other benchmark is used as its OpenOOD dataset configs say. A name
-   OpenOOD's Evaluator does not know is registered into it (no downloads). ``dataset.subset: N``
-   keeps the first N lines of every image list.
+   OpenOOD's Evaluator does not know is registered into it (no downloads); OpenOOD's own benchmarks
+   (cifar10, ...) need no ``*_ood.yml`` and fail early, with a hint, when their image lists are
+   missing. ``dataset.subset: N`` keeps the first N lines of every image list and registers them
+   as ``<name>_subset<N>`` (the name ``config.yml`` records; ``scripts/eval_ood.py`` finds it there).
 2. OpenOOD's ``get_dataloader``, ``get_network`` (``network.name`` wrapped in ``moon`` when MOON's
    unknown loss is on), ``get_trainer`` (``moon``), ``get_evaluator`` and ``get_recorder``; per epoch
    the trainer's returned net is validated and handed to the recorder, as OpenOOD's TrainPipeline.
@@ -42,7 +44,8 @@ from ...config import ConfigError
 from ...moon.net import export_state_dict
 from ...settings import TrainSettings
 from . import compat
-from .datasets import openood_dataset_config, register_benchmark, register_embedded, registered_benchmarks
+from .datasets import (openood_dataset_config, register_benchmark, register_embedded, registered_benchmarks,
+                       resolve_info)
 from .trainer import device_of, plain_dict
 
 EMBEDDED = "mnist6"
@@ -76,16 +79,19 @@ def postprocessor_config(name: str, id_name: str, user_args: Optional[Dict] = No
             "dataset": {"name": id_name}}
 
 
-def aggregate_seeds(root: str, pp: str) -> Optional[pd.DataFrame]:
-    """eval_ood.py's table: "mean ± std" (2 decimals) over ``<root>/s*/ood/<pp>.csv``."""
-    tables = [pd.read_csv(path, index_col=0) for path in sorted(glob.glob(os.path.join(root, "s*", "ood",
-                                                                                        f"{pp}.csv")))]
-    if not tables:
-        return None
+def mean_std_table(tables: List[pd.DataFrame]) -> pd.DataFrame:
+    """eval_ood.py's cells: "mean ± std" (2 decimals, population std) over equally shaped tables."""
     stack = np.stack([t.to_numpy(dtype=float) for t in tables])
     mean, std = stack.mean(axis=0), stack.std(axis=0)
     cells = [[f"{m:.2f} \u00B1 {s:.2f}" for m, s in zip(mr, sr)] for mr, sr in zip(mean, std)]
     return pd.DataFrame(cells, index=tables[0].index, columns=tables[0].columns)
+
+
+def aggregate_seeds(root: str, pp: str) -> Optional[pd.DataFrame]:
+    """eval_ood.py's table: "mean ± std" (2 decimals) over ``<root>/s*/ood/<pp>.csv``."""
+    tables = [pd.read_csv(path, index_col=0) for path in sorted(glob.glob(os.path.join(root, "s*", "ood",
+                                                                                        f"{pp}.csv")))]
+    return mean_std_table(tables) if tables else None
 
 
 def _subset_info(info: Dict, n: int, out_root: str, name: str) -> Dict:
@@ -134,6 +140,8 @@ def _apply_paths(config, info: Dict) -> None:
         config.dataset[split].data_dir = info["id"][split]["data_dir"]
         config.dataset[split].imglist_pth = info["id"][split]["imglist_path"]
     ood = config.ood_dataset
+    if ood is None:  # OpenOOD's own benchmark without an *_ood.yml: the Evaluator needs none
+        return
     ood.val.data_dir, ood.val.imglist_pth = info["ood"]["val"]["data_dir"], info["ood"]["val"]["imglist_path"]
     for level, key in (("near", "nearood"), ("far", "farood")):
         ood[key].datasets = list(info["ood"][level]["datasets"])
@@ -160,19 +168,23 @@ class TrainMoonPipeline:
                 ood = openood_dataset_config(name)["ood_dataset"]
                 ood.update({k: config[k] for k in ("num_workers", "num_gpus", "num_machines")})
                 config.ood_dataset = _cfg(ood)
+        elif name in eds.DATA_INFO and name not in registered_benchmarks():
+            # one of OpenOOD's own benchmarks (cifar10, ...): OOD sets come from its Evaluator entry
+            data_root = config.dataset.data_root or _data_root_of(config.dataset.train.imglist_pth)
+            own_info = _require_data(config.dataset, eds.DATA_INFO[name], data_root)
+            if not subset:
+                return data_root  # its Evaluator entry and the config's paths stay as they are
+            info = (info_from_configs(config.dataset, config.ood_dataset) if config.ood_dataset is not None
+                    else own_info)
         else:
             if config.ood_dataset is None:
                 raise ConfigError(f"dataset {name!r} needs an ood_dataset config (an OpenOOD *_ood.yml)")
-            if name in eds.DATA_INFO and name not in registered_benchmarks() and not subset:
-                # one of OpenOOD's own benchmarks: its Evaluator entry and config paths stay as they are
-                return config.dataset.data_root or _data_root_of(config.dataset.train.imglist_pth)
             info = info_from_configs(config.dataset, config.ood_dataset)
             data_root = _data_root_of(info["id"]["train"]["imglist_path"])
         if subset:
             data_root = os.path.join(os.path.abspath(config.output_dir), "subset")
             info = _subset_info(info, int(subset), data_root, name)
-            if name in eds.DATA_INFO and name not in registered_benchmarks():
-                name = f"{name}_subset{int(subset)}"  # never overwrite OpenOOD's own entry
+            name = f"{name}_subset{int(subset)}"  # never overwrite the full benchmark's entry
         if subset or name != EMBEDDED:
             data_root = register_benchmark(name, info, data_root, int(config.dataset.num_classes),
                                            config.dataset.pre_size, config.dataset.image_size,
@@ -333,6 +345,25 @@ def _backbone(model):
     """What OpenOOD's recorder saves: the plain K-way backbone of a MoonNet (no unknown head)."""
     model = getattr(model, "module", model)
     return getattr(model, "backbone", model) if hasattr(model, "fc_unknown") else model
+
+
+def _require_data(dataset, info: Dict, data_root: str) -> Dict:
+    """Fail early, with a hint, when an OpenOOD benchmark's image lists are missing; its info, absolute."""
+    missing = [dataset[s].imglist_pth for s in ("train", "val", "test")
+               if dataset[s] is not None and not os.path.isfile(dataset[s].imglist_pth)]
+    try:
+        resolved = resolve_info(info, data_root, int(info["num_classes"]))
+    except FileNotFoundError as err:
+        missing.append(str(err).split(": ", 1)[-1])
+        resolved = None
+    if missing:
+        raise ConfigError(
+            f"{dataset.name} data not found: {missing[0]} is missing. The OpenOOD engine reads OpenOOD "
+            f"v1.5's image lists and images under {os.path.abspath(data_root)} (benchmark_imglist/"
+            f"{dataset.name}/*.txt, images_classic/...). Fetch them with OpenOOD's "
+            "scripts/download/download.py --contents datasets --datasets ood_v1.5 --save_dir ./data "
+            "(in an OpenOOD checkout), or set dataset.data_root and the dataset paths.")
+    return resolved
 
 
 def _data_root_of(imglist_path: str) -> str:

@@ -6,7 +6,8 @@ each factory and rebind, **by identity**, every attribute of every loaded ``open
 that is the original function. Names added:
 
 * network ``moon``  — ``MoonNet`` over ``network.backbone`` (any name ``get_network`` knows);
-  our own backbones unknown to OpenOOD (``small_cnn``) also resolve;
+  our own backbones unknown to OpenOOD (``small_cnn``) also resolve, and ours replace OpenOOD's
+  class of the same name when the config sets an option it ignores (``width``, ``in_channels``);
 * trainer ``moon``  — ``openood_moon.engines.openood.trainer.OpenOODMoonTrainer`` (lazy import);
 * pipeline ``train_moon`` — ``openood_moon.engines.openood.pipeline.TrainMoonPipeline`` (lazy);
 * postprocessor ``moon`` — in the evaluation-API ``postprocessors`` dict and the pipeline-side
@@ -24,6 +25,7 @@ import torch
 NETWORK, TRAINER, PIPELINE, POSTPROCESSOR = "moon", "moon", "train_moon", "moon"
 _ORIGINAL = "_openood_moon_original"  # attribute of a wrapper: the function it wraps
 _UNKNOWN_NETWORK = "Unexpected Network Architecture!"
+_OWN_OPTIONS = {"in_channels": 3, "width": 64}  # our backbones' options OpenOOD's classes lack
 
 
 def _rebind(original: Callable, wrapper: Callable) -> int:
@@ -91,10 +93,13 @@ def _build_moon(network_config, get_network: Callable) -> torch.nn.Module:
 def _build_own(network_config) -> torch.nn.Module:
     from openood_moon.networks import build_network
 
-    kwargs = {}
-    if network_config.in_channels is not None:
-        kwargs["in_channels"] = network_config.in_channels
+    kwargs = {key: network_config[key] for key in _OWN_OPTIONS if network_config.get(key) is not None}
     return build_network(network_config.name, network_config.num_classes, **kwargs)
+
+
+def _needs_own(network_config) -> bool:
+    """True when the config asks for an option OpenOOD's class of that name ignores (width, channels)."""
+    return any(network_config.get(key) not in (None, default) for key, default in _OWN_OPTIONS.items())
 
 
 def _make_get_network(original: Callable) -> Callable:
@@ -106,11 +111,12 @@ def _make_get_network(original: Callable) -> Callable:
             # module global, i.e. this wrapper: the backbone may be any name, ours included
             return _finish(_build_moon(network_config, network_utils.get_network), network_config)
         if network_config.name in NETWORKS:
-            try:
-                return original(network_config)  # OpenOOD's own class wins when it has one
-            except Exception as err:  # noqa: BLE001 - only the "unknown name" error falls through
-                if str(err) != _UNKNOWN_NETWORK:
-                    raise
+            if not _needs_own(network_config):
+                try:
+                    return original(network_config)  # OpenOOD's own class wins when it has one
+                except Exception as err:  # noqa: BLE001 - only the "unknown name" error falls through
+                    if str(err) != _UNKNOWN_NETWORK:
+                        raise
             return _finish(_build_own(network_config), network_config)
         return original(network_config)
 

@@ -1,6 +1,9 @@
-"""Pure helpers of the train_moon pipeline (no OpenOOD needed)."""
+"""Pure helpers of the train_moon pipeline and of scripts/eval_ood.py (no OpenOOD needed)."""
+import numpy as np
 import pandas as pd
+import torch
 
+from openood_moon.engines.openood.evaluate import flatten_scores, restore_scores
 from openood_moon.engines.openood.pipeline import aggregate_seeds, eval_root, postprocessor_config
 
 
@@ -28,3 +31,16 @@ def test_postprocessor_config_maps_our_argument_names():
         {"dim": 64}
     assert postprocessor_config("vim", "x", {"d": 16}, 128)["postprocessor"]["postprocessor_args"] == {"dim": 16}
     assert postprocessor_config("react", "x")["postprocessor"]["postprocessor_args"] == {"percentile": 90}
+
+
+def test_scores_round_trip_through_npz(tmp_path):
+    triple = [np.array([1, 0]), np.array([0.9, 0.2], dtype=np.float32), np.array([1, 1])]
+    scores = {"id": {"train": None, "test": triple}, "ood": {"near": {"a": triple}, "far": {"b": None}},
+              "id_preds": torch.tensor([1, 0]), "id_labels": None}
+    np.savez(tmp_path / "s.npz", **flatten_scores(scores))
+    empty = {"id": {"train": None, "test": None}, "ood": {"near": {"a": None}, "far": {"b": None}},
+             "id_preds": None, "id_labels": None}
+    with np.load(tmp_path / "s.npz") as saved:
+        assert restore_scores(empty, dict(saved)) == 3
+    assert np.array_equal(empty["ood"]["near"]["a"][1], triple[1]) and empty["ood"]["far"]["b"] is None
+    assert torch.equal(empty["id_preds"], torch.tensor([1, 0]))

@@ -66,6 +66,21 @@ def test_moon_network_and_own_backbones_resolve():
         nu.get_network(_cfg(name="no_such_net", num_classes=2, pretrained=False, num_gpus=0))
 
 
+def test_options_openoods_class_ignores_build_ours():
+    """network.width (the study's quarter-width ResNet) must not silently give OpenOOD's full width."""
+    import openood.networks.utils as nu
+
+    from openood_moon.networks import ResNet18_32x32
+
+    narrow = nu.get_network(_cfg(name="resnet18_32x32", num_classes=10, in_channels=3, width=16,
+                                 pretrained=False, num_gpus=0))
+    assert type(narrow) is ResNet18_32x32 and narrow.feature_size == 128
+    moon = nu.get_network(_cfg(name="moon", num_classes=6, pretrained=False, num_gpus=0,
+                               backbone={"name": "resnet18_32x32", "num_classes": 6, "width": 16,
+                                         "pretrained": False}))
+    assert type(moon.backbone) is ResNet18_32x32 and moon.fc_unknown.in_features == 128
+
+
 def test_moon_network_loads_a_plain_export(tmp_path):
     import torch
 
