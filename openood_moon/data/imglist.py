@@ -214,4 +214,27 @@ def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_s
     }
 
 
+def info_from_configs(dataset, ood_dataset) -> dict:
+    """DATA_INFO form (absolute paths) from OpenOOD ``dataset`` / ``ood_dataset`` config sections."""
+    from ..config import ConfigError
+
+    if not ood_dataset:
+        raise ConfigError(f"dataset {dataset.get('name')!r} needs an ood_dataset config (an OpenOOD *_ood.yml)")
+
+    def entry(node, where):
+        if not node or "imglist_pth" not in node:
+            raise ConfigError(f"{where} needs imglist_pth and data_dir")
+        return {"data_dir": os.path.abspath(node.get("data_dir", "")),
+                "imglist_path": os.path.abspath(node["imglist_pth"])}
+
+    info = {"num_classes": int(dataset["num_classes"]), "csid": {"datasets": []},
+            "id": {s: entry(dataset.get(s), f"dataset.{s}") for s in ("train", "val", "test")},
+            "ood": {"val": entry(ood_dataset.get("val"), "ood_dataset.val")}}
+    for level, key in (("near", "nearood"), ("far", "farood")):
+        names = list(ood_dataset[key]["datasets"])
+        info["ood"][level] = {"datasets": names,
+                              **{n: entry(ood_dataset[key].get(n), f"ood_dataset.{key}.{n}") for n in names}}
+    return info
+
+
 build_loaders = benchmark_loaders  # name used in the team notes

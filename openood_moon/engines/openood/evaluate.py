@@ -108,7 +108,8 @@ def prepare_benchmark(id_name: str, data_root: str, run_cfgs: List[Dict]) -> str
     from .datasets import register_benchmark, register_embedded
     from openood.preprocessors.transform import normalization_dict
 
-    from .pipeline import _data_root_of, info_from_configs
+    from ...data.imglist import info_from_configs
+    from .pipeline import _data_root_of
 
     if id_name == embedded.NAME:
         return register_embedded(data_root)

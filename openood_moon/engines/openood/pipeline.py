@@ -29,7 +29,6 @@ automatic parameter search. ``evaluation.config_root: <dir>`` makes the Evaluato
 """
 import glob
 import json
-import logging
 import os
 import re
 from typing import Any, Dict, List, Optional
@@ -41,7 +40,9 @@ import yaml
 
 from ...checkpoint import load_checkpoint, save_checkpoint
 from ...config import ConfigError
+from ...data.imglist import info_from_configs
 from ...moon.net import export_state_dict
+from ...run_log import run_logger
 from ...settings import TrainSettings
 from . import compat
 from .datasets import (openood_dataset_config, register_benchmark, register_embedded, registered_benchmarks,
@@ -119,21 +120,6 @@ def _subset_info(info: Dict, n: int, out_root: str, name: str) -> Dict:
     return info
 
 
-def info_from_configs(dataset: Dict, ood_dataset: Dict) -> Dict:
-    """DATA_INFO form (absolute paths) from OpenOOD ``dataset``/``ood_dataset`` config sections."""
-    def entry(node):
-        return {"data_dir": os.path.abspath(node.get("data_dir", "")),
-                "imglist_path": os.path.abspath(node["imglist_pth"])}
-
-    info = {"num_classes": int(dataset["num_classes"]), "csid": {"datasets": []},
-            "id": {s: entry(dataset[s]) for s in ("train", "val", "test")},
-            "ood": {"val": entry(ood_dataset["val"])}}
-    for level, key in (("near", "nearood"), ("far", "farood")):
-        names = list(ood_dataset[key]["datasets"])
-        info["ood"][level] = {"datasets": names, **{n: entry(ood_dataset[key][n]) for n in names}}
-    return info
-
-
 def _apply_paths(config, info: Dict) -> None:
     """Point ``config.dataset``/``config.ood_dataset`` at the lists of ``info`` (absolute paths)."""
     for split in ("train", "val", "test"):
@@ -177,8 +163,6 @@ class TrainMoonPipeline:
             info = (info_from_configs(config.dataset, config.ood_dataset) if config.ood_dataset is not None
                     else own_info)
         else:
-            if config.ood_dataset is None:
-                raise ConfigError(f"dataset {name!r} needs an ood_dataset config (an OpenOOD *_ood.yml)")
             info = info_from_configs(config.dataset, config.ood_dataset)
             data_root = _data_root_of(info["id"]["train"]["imglist_path"])
         if subset:
@@ -217,7 +201,7 @@ class TrainMoonPipeline:
         self._check_postprocessors(pps, evaluation)
         os.makedirs(run_dir, exist_ok=True)
         data_root = self.prepare_data()
-        log = _logger(run_dir)
+        log = run_logger(run_dir)
         with open(os.path.join(run_dir, "config.yml"), "w") as f:
             yaml.safe_dump(plain_dict(config), f, sort_keys=False)
 
@@ -380,14 +364,3 @@ def _normalization(dataset) -> List[List[float]]:
     from openood.preprocessors.transform import normalization_dict
 
     return normalization_dict.get(dataset.normalization_type, [[0.5] * 3, [0.5] * 3])
-
-
-def _logger(run_dir: str) -> logging.Logger:
-    log = logging.getLogger(f"openood_moon.openood.{run_dir}")
-    log.handlers.clear()
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    handler = logging.FileHandler(os.path.join(run_dir, "log.txt"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    return log

@@ -7,30 +7,8 @@ from typing import Any, Dict
 
 from torch.utils.data import DataLoader
 
-from ...config import ConfigError
 from ...data.embedded import EMBEDDED_INFO, NAME as EMBEDDED_NAME, build_embedded
-from ...data.imglist import ImglistDataset, benchmark_loaders, eval_transform
-
-
-def imglist_info(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """A DATA_INFO-style dict from OpenOOD dataset configs (paths used as given)."""
-    ds, ood = cfg["dataset"], cfg.get("ood_dataset")
-    if not ood:
-        raise ConfigError(f"dataset {ds.get('name')!r} needs an ood_dataset config (an OpenOOD *_ood.yml)")
-
-    def entry(node, where):
-        if "imglist_pth" not in node:
-            raise ConfigError(f"{where} needs imglist_pth and data_dir")
-        return {"data_dir": node.get("data_dir", ""), "imglist_path": node["imglist_pth"]}
-
-    info = {"num_classes": ds["num_classes"],
-            "id": {s: entry(ds[s], f"dataset.{s}") for s in ("train", "val", "test")},
-            "ood": {"val": entry(ood["val"], "ood_dataset.val")}}
-    for level, key in (("near", "nearood"), ("far", "farood")):
-        names = list(ood[key]["datasets"])
-        info["ood"][level] = {"datasets": names,
-                              **{n: entry(ood[key][n], f"ood_dataset.{key}.{n}") for n in names}}
-    return info
+from ...data.imglist import ImglistDataset, benchmark_loaders, eval_transform, info_from_configs
 
 
 def build_loaders(cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -42,7 +20,7 @@ def build_loaders(cfg: Dict[str, Any]) -> Dict[str, Any]:
         build_embedded(data_root)
         info = EMBEDDED_INFO
     else:
-        data_root, info = "", imglist_info(cfg)
+        data_root, info = "", info_from_configs(ds, cfg.get("ood_dataset"))
     train_bs = int(ds.get("train", {}).get("batch_size", 128))
     test_bs = int(ds.get("test", {}).get("batch_size", 256))
     subset = ds.get("subset")

@@ -9,7 +9,6 @@ and ``plots/``. A run whose ``ood.csv`` exists is skipped when ``evaluation.resu
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import sys
@@ -25,6 +24,7 @@ from ...checkpoint import load_checkpoint, save_checkpoint
 from ...config import ConfigError
 from ...moon import MoonNet, export_state_dict
 from ...networks import build_network
+from ...run_log import run_logger
 from ...settings import TrainSettings
 from ...trainer import MoonTrainer
 from .data import build_loaders
@@ -67,17 +67,6 @@ def run_dir_of(cfg: Dict[str, Any]) -> Path:
     return Path(cfg.get("output_dir", "./results/")) / str(cfg["exp_name"])
 
 
-def _logger(run_dir: Path) -> logging.Logger:
-    log = logging.getLogger(f"openood_moon.run.{run_dir}")
-    log.handlers.clear()
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    handler = logging.FileHandler(run_dir / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    return log
-
-
 def run(cfg: Dict[str, Any], progress: bool = True) -> Dict[str, Any]:
     """Train (or resume) and evaluate one run; returns ``{'run_dir', 'table', 'id'}``."""
     settings = TrainSettings.from_config(cfg)
@@ -95,7 +84,7 @@ def run(cfg: Dict[str, Any], progress: bool = True) -> Dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "config.yml", "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
-    log = _logger(run_dir)
+    log = run_logger(run_dir)
 
     seed_everything(settings.seed)
     net = build_model(cfg)
