@@ -4,6 +4,10 @@ Same rules as OpenOOD v1.5's ``setup_config``: only ``.yml`` files; nested dicts
 lists are replaced whole; an override must name a key that a file already declares; a value
 ``'@{a.b}'`` is replaced by the value at ``a.b`` (type kept), and ``'@{a.b}'`` inside a longer
 string is substituted as text.
+
+A config path that does not exist relative to the working directory is looked up in the configs
+that ship with the package (:data:`CONFIGS_ROOT`), so ``configs/pipelines/train/moon.yml`` works
+from any directory after a plain ``pip install``.
 """
 from __future__ import annotations
 
@@ -19,15 +23,41 @@ DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_"))
 _REF = re.compile(r"'?@\{([A-Za-z0-9_.]+)\}'?")
 
 
+def _configs_root(package_dir: str) -> str:
+    """``<package>/configs`` (package data; in a checkout, a symlink to the repository's ``configs/``),
+    or the repository's ``configs/`` itself where a checkout has no working symlink."""
+    packaged = os.path.join(package_dir, "configs")
+    return packaged if os.path.isdir(packaged) else os.path.join(os.path.dirname(package_dir), "configs")
+
+
+CONFIGS_ROOT = _configs_root(os.path.dirname(os.path.abspath(__file__)))
+
+
 class ConfigError(ValueError):
     """A configuration problem the user must fix; the message names it and the valid choices."""
+
+
+def find_config(path: str) -> str:
+    """``path`` itself when it exists (relative to the working directory), else the packaged copy:
+    ``CONFIGS_ROOT/<path>``, with a leading ``configs/`` dropped (``configs/networks/x.yml`` ->
+    ``CONFIGS_ROOT/networks/x.yml``). A missing file raises ``ConfigError`` saying where it looked."""
+    if os.path.isfile(path):
+        return path
+    tried, parts = [os.path.abspath(path)], os.path.normpath(path).split(os.sep)
+    if not os.path.isabs(path) and parts[0] != os.pardir:
+        relative = [parts[1:]] if parts[0] == "configs" and len(parts) > 1 else []
+        for rel in relative + [parts]:
+            candidate = os.path.join(CONFIGS_ROOT, *rel)
+            if os.path.isfile(candidate):
+                return candidate
+            tried.append(candidate)
+    raise ConfigError(f"config file not found: {path!r} (looked for {', '.join(dict.fromkeys(tried))})")
 
 
 def read_yaml(path: str) -> Dict[str, Any]:
     if not path.endswith(".yml"):
         raise ConfigError(f"config file {path!r}: only .yml files are accepted (as in OpenOOD)")
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path!r}")
+    path = find_config(path)
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):

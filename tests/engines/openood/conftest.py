@@ -1,5 +1,6 @@
 """Fixtures for tests against a real OpenOOD (venv outside the repo; skipped when it is absent)."""
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -46,13 +47,13 @@ def mnist6_data(openood_api, tmp_path_factory):
 @pytest.fixture(scope="session")
 def config_root(tmp_path_factory):
     """A config_root holding the postprocessor ymls the tests use (ours: moon; tiny msp)."""
-    from pathlib import Path
+    from openood_moon.config import CONFIGS_ROOT
 
     root = tmp_path_factory.mktemp("configs")
     (root / "postprocessors").mkdir()
     (root / "postprocessors" / "msp.yml").write_text("postprocessor:\n  name: msp\n  APS_mode: False\n")
-    repo_moon = Path(__file__).resolve().parents[3] / "configs" / "postprocessors" / "moon.yml"
-    (root / "postprocessors" / "moon.yml").write_text(repo_moon.read_text())
+    with open(os.path.join(CONFIGS_ROOT, "postprocessors", "moon.yml")) as f:
+        (root / "postprocessors" / "moon.yml").write_text(f.read())
     return root
 
 

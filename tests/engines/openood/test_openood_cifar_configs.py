@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.openood, pytest.mark.usefixtures("registered")]
+from openood_moon.config import CONFIGS_ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+pytestmark = [pytest.mark.openood, pytest.mark.usefixtures("registered")]
 
 
 def _stack(ds):
-    return [os.path.join(REPO, "configs", p) for p in (
+    return [os.path.join(CONFIGS_ROOT, p) for p in (
         f"datasets/{ds}/{ds}.yml", f"datasets/{ds}/{ds}_ood.yml", "networks/resnet18_32x32.yml",
         "pipelines/train/moon.yml", "preprocessors/base_preprocessor.yml", f"experiments/{ds}_resnet18_moon.yml")]
 

@@ -112,12 +112,12 @@ def test_resnet_run_exports_a_checkpoint_for_openoods_resnet(mnist6_data, tmp_pa
     from openood.networks import ResNet18_32x32 as OpenOODResNet
 
     from openood_moon.cli import config_files
-    from openood_moon.config import load_config
+    from openood_moon.config import CONFIGS_ROOT, load_config
     from openood_moon.engines.openood.datasets import register_embedded
     from openood_moon.engines.openood.main import run
     from openood_moon.moon.net import MoonNet
 
-    cfg = load_config(config_files([os.path.join(REPO, "configs", "networks", "resnet18_32x32.yml")]), [
+    cfg = load_config(config_files([os.path.join(CONFIGS_ROOT, "networks", "resnet18_32x32.yml")]), [
         "--optimizer.num_epochs", "2", "--moon.warmup_epochs", "1", "--moon.vote_epochs", "1",
         "--moon.snapshots_per_epoch", "1", "--dataset.subset", "48", "--dataset.train.batch_size", "16",
         "--output_dir", str(tmp_path), "--dataset.data_root", str(mnist6_data),

@@ -6,7 +6,6 @@ import torch
 
 pytestmark = [pytest.mark.openood, pytest.mark.usefixtures("registered")]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROWS = ["mnist6789", "nearood", "textures", "natural", "lfw", "noise", "farood"]
 
 
@@ -25,9 +24,9 @@ def restore(mnist6_data):
 
 def _tiny_moon_config(data_root, output_dir, *extra):
     from openood_moon.cli import config_files
-    from openood_moon.config import load_config
+    from openood_moon.config import CONFIGS_ROOT, load_config
 
-    cfg = load_config(config_files([], os.path.join(REPO, "configs")), [
+    cfg = load_config(config_files([], CONFIGS_ROOT), [
         "--optimizer.num_epochs", "3", "--moon.warmup_epochs", "1", "--moon.vote_epochs", "1",
         "--moon.snapshots_per_epoch", "2", "--output_dir", str(output_dir), "--dataset.data_root", str(data_root),
         "--dataset.subset", "300", *extra])
