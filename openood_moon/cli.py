@@ -1,27 +1,22 @@
-"""Command line of ``main.py``: OpenOOD-style ``--config a.yml b.yml … --key.sub value``.
+"""Command line of ``main.py``, ``python -m openood_moon`` and ``openood-moon``: OpenOOD-style
+``--config a.yml b.yml … --key.sub value`` (see :mod:`openood_moon.job_config` for the defaults).
 
-Files a user leaves out are filled in from the embedded default: the train pipeline
-(``configs/pipelines/train/moon.yml``) when no file sets ``pipeline``, the embedded benchmark when
-none sets ``dataset``, the small CNN when none sets ``network``. The engine is OpenOOD when it is
-importable, else the standalone one; ``--engine`` forces either.
+The engine is OpenOOD when it is importable, else the standalone one; ``--engine`` forces either.
+Every user error (unknown key, name, value) exits with status 2 and a message naming it.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-from .config import ConfigError, load_config, merge, read_yaml
+from .config import CONFIGS_ROOT, ConfigError
+from .job_config import config_files, job_config  # noqa: F401 - config_files: public helper
 
-REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+REPO_CONFIGS = CONFIGS_ROOT
 ENGINE_CHOICES = ("auto", "openood", "standalone")
-DEFAULTS = {  # top-level key -> config files used when no given file sets it
-    "pipeline": ["pipelines/train/moon.yml"],
-    "dataset": ["datasets/mnist6/mnist6.yml", "datasets/mnist6/mnist6_ood.yml"],
-    "network": ["networks/small_cnn.yml"],
-}
+STANDALONE_NAMES = {"pipeline": ("train_moon",), "trainer": ("moon",)}
 
 
 def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
@@ -38,20 +33,23 @@ def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     return args, overrides
 
 
-def config_files(paths: Sequence[str], configs_root: str = REPO_CONFIGS) -> List[str]:
-    """The user's files, preceded by the defaults for the top-level keys none of them sets."""
-    given = {}
-    for path in paths:
-        given = merge(given, read_yaml(path))
-    defaults = [os.path.join(configs_root, f) for key, files in DEFAULTS.items()
-                if key not in given for f in files]
-    return defaults + list(paths)
+def check_standalone_names(cfg) -> None:
+    for kind, valid in STANDALONE_NAMES.items():
+        name = (cfg.get(kind) or {}).get("name")
+        if name not in valid:
+            raise ConfigError(f"unknown {kind}.name {name!r}; valid choices (standalone engine): "
+                              f"{', '.join(valid)} (OpenOOD's other {kind}s need --engine openood)")
 
 
 def choose_engine(requested: str) -> str:
+    """The engine to run: ``requested``, or for ``auto`` OpenOOD when it is importable."""
+    installed = importlib.util.find_spec("openood") is not None
+    if requested == "openood" and not installed:
+        raise ConfigError("--engine openood: OpenOOD is not installed (README, 'The OpenOOD engine'); "
+                          "valid choices here: standalone, auto")
     if requested != "auto":
         return requested
-    return "openood" if importlib.util.find_spec("openood") is not None else "standalone"
+    return "openood" if installed else "standalone"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -59,8 +57,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args, overrides = parse_args(argv)
         engine = choose_engine(args.engine)
-        files = config_files(args.config)
-        cfg = load_config(files, overrides)
+        cfg = job_config(args.config, overrides)
+        if engine == "standalone":
+            check_standalone_names(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
-"""Typed, validated training hyperparameters: the single source of defaults for the trainer.
+"""Typed, validated run settings: the single source of defaults (trainer and evaluation).
 
-Read from the ``optimizer``, ``sparse`` and ``moon`` sections of a merged config; an unknown key in
-those sections is an error that lists the valid ones.
+Read once per run from the ``optimizer``, ``sparse``, ``moon`` and ``evaluation`` sections of a merged
+config; an unknown key in those sections is an error that lists the valid ones. YAML files set only
+what differs from these defaults (``default_config()`` declares every key, so ``--sparse.interval 5``
+works whether or not a file names the key).
 """
 from __future__ import annotations
 
@@ -48,11 +50,25 @@ class MoonSettings:
     ewma_mu: float = 0.05
 
 
+DEFAULT_POSTPROCESSORS = ["msp", "ebo", "knn", "react", "vim", "mds", "moon"]
+
+
+@dataclass
+class EvaluationSettings:
+    postprocessors: list = field(default_factory=lambda: list(DEFAULT_POSTPROCESSORS))
+    postprocessor_args: dict = field(default_factory=dict)   # {pp: {name: value}}; not evaluated -> ignored
+    plots: bool = True
+    resume: bool = True              # continue from checkpoint.pt; a finished run with the same config is skipped
+    config_root: str = ""            # OpenOOD engine: read <config_root>/postprocessors/<pp>.yml (parameter search)
+    batch_size: int = 0              # evaluation batch size; 0: the dataset's test batch size
+
+
 @dataclass
 class TrainSettings:
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     sparse: SparseSettings = field(default_factory=SparseSettings)
     moon: MoonSettings = field(default_factory=MoonSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     seed: int = 0
 
     @property
@@ -63,12 +79,20 @@ class TrainSettings:
     def vote_epochs(self) -> int:
         return self.moon.vote_epochs if (self.moon.enabled and self.moon.vote) else 0
 
+    @property
+    def cosine_epochs(self) -> int:
+        """Epochs of the cosine LR decay: all but the last ``moon.vote_epochs``, whether or not the vote
+        runs, so every variant of a comparison (dense, sparse, sparse+MOON) has the same LR schedule
+        (at least one epoch)."""
+        return max(1, self.optimizer.num_epochs - self.moon.vote_epochs)
+
     @classmethod
     def from_config(cls, cfg: Dict[str, Any]) -> "TrainSettings":
         out = cls(optimizer=_section(OptimizerSettings, cfg.get("optimizer"), "optimizer", lenient=True),
                   sparse=_section(SparseSettings, cfg.get("sparse"), "sparse"),
                   moon=_section(MoonSettings, cfg.get("moon"), "moon"),
-                  seed=int(cfg.get("seed", 0) or 0))
+                  evaluation=_section(EvaluationSettings, cfg.get("evaluation"), "evaluation"),
+                  seed=_coerce(cfg.get("seed", 0) or 0, int, "seed"))
         out.validate()
         return out
 
@@ -88,6 +112,7 @@ class TrainSettings:
             _check(1 <= m.warmup_epochs < o.num_epochs,
                    f"moon.warmup_epochs ({m.warmup_epochs}) must be in [1, optimizer.num_epochs={o.num_epochs}): "
                    f"the α tuner starts from the loss averaged over the warm-up")
+        _check(m.vote_epochs >= 0, f"moon.vote_epochs must be >= 0, got {m.vote_epochs}")
         if self.vote_epochs:
             _check(0 < m.vote_epochs < o.num_epochs,
                    f"moon.vote_epochs ({m.vote_epochs}) must be in [1, optimizer.num_epochs={o.num_epochs})")
@@ -95,6 +120,15 @@ class TrainSettings:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def training_dict(self) -> Dict[str, Any]:
+        """What determines the trained model (everything but the evaluation section)."""
+        return {k: v for k, v in self.to_dict().items() if k != "evaluation"}
+
+
+def default_config() -> Dict[str, Any]:
+    """Every settings key with its default, in config form (the base under the YAML files)."""
+    return {k: v for k, v in TrainSettings().to_dict().items()}
 
 
 def _section(kind, values, name: str, lenient: bool = False):
@@ -119,6 +153,12 @@ def _coerce(value, typ, key):
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if typ in (list, dict):
+        if isinstance(value, typ):
+            return value
+        raise ConfigError(f"{key} must be a {'list' if typ is list else 'mapping'}, got {value!r}")
+    if typ is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
     try:
         return typ(value)
     except (TypeError, ValueError):

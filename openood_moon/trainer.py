@@ -5,6 +5,9 @@ One step: forward (K+1 logits when MOON's loss is on) → loss (MOON's or CE) �
 until ``end``) → a vote snapshot during the last ``vote_epochs``. The LR follows ``moon_lr``; masks
 freeze before the vote starts so the averaged model is exactly as sparse. Batches are OpenOOD dicts
 ``{'data', 'label'}`` or ``(x, y)`` tuples.
+
+The LR schedule is the same for every variant (dense, sparse, sparse+MOON): a cosine over the epochs
+before the last ``moon.vote_epochs`` and constant over those, whether or not the vote runs.
 """
 from __future__ import annotations
 
@@ -17,32 +20,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from .moon import AlphaTuner, WeightVote, moon_loss, moon_lr, recalibrate_batchnorm, tuner_statistic
+from .netutils import fc_layer, has_unknown_head, unpack_batch, unwrap
 from .settings import TrainSettings
 from .sparse import Masking
 
 
-def unpack_batch(batch):
-    """(x, y) from an OpenOOD dict batch or a tuple batch."""
-    if isinstance(batch, dict):
-        return batch["data"], batch["label"]
-    return batch[0], batch[1]
-
-
 class MoonTrainer:
-    def __init__(self, net: nn.Module, train_loader, cfg: Dict[str, Any], device="cpu",
+    """``MoonTrainer(net, train_loader, settings, device)``; ``settings`` is a :class:`TrainSettings`
+    (a config dict is parsed into one, for API users)."""
+
+    def __init__(self, net: nn.Module, train_loader, settings: TrainSettings, device="cpu",
                  bn_loader=None):
-        self.settings = s = TrainSettings.from_config(cfg)
+        if not isinstance(settings, TrainSettings):
+            settings = TrainSettings.from_config(settings)
+        self.settings = s = settings
         self.device = torch.device(device)
         self.net = net.to(self.device)
-        self.module = getattr(net, "module", net)        # unwrapped (DDP) model: masks and vote
-        if s.uses_unknown and not hasattr(self.module, "fc_unknown"):
+        self.module = unwrap(net)                        # unwrapped (DDP) model: masks and vote
+        if s.uses_unknown and not has_unknown_head(self.module):
             raise ValueError("moon.unknown_loss needs a MoonNet (a backbone with an fc_unknown head)")
         self.train_loader, self.bn_loader = train_loader, bn_loader or train_loader
         self.steps_per_epoch = len(train_loader)
         epochs = s.optimizer.num_epochs
         self.vote_start = epochs - s.vote_epochs          # first vote epoch (== epochs: no vote)
         self.total_steps = epochs * self.steps_per_epoch
-        self.cosine_steps = self.vote_start * self.steps_per_epoch
+        self.cosine_steps = s.cosine_epochs * self.steps_per_epoch
         self.end_step = min(int(s.sparse.end * self.total_steps), self.cosine_steps)
         o = s.optimizer
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=o.lr * o.lr_ini, momentum=o.momentum,
@@ -133,8 +135,7 @@ class MoonTrainer:
 
     @property
     def module_classes(self) -> int:
-        fc = self.module.get_fc_layer() if hasattr(self.module, "get_fc_layer") else self.module.fc
-        return fc.out_features
+        return fc_layer(self.module).out_features
 
     def _set_lr(self) -> float:
         o = self.settings.optimizer
@@ -152,10 +153,12 @@ class MoonTrainer:
                 "vote": self.vote.state_dict() if self.vote else None,
                 "voted": self.voted.state_dict() if self.voted is not None else None,
                 "epoch": self.epoch, "step": self.step, "torch_rng": torch.get_rng_state(),
-                "settings": self.settings.to_dict()}
+                "settings": self.settings.training_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        if state["settings"] != self.settings.to_dict():
+        saved = state["settings"]
+        saved = {k: v for k, v in saved.items() if k != "evaluation"}
+        if saved != self.settings.training_dict():
             raise ValueError("checkpoint was trained with different settings; refusing to resume")
         self.module.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -4,7 +4,7 @@
     python scripts/compare.py --grid configs/study/study_a.yml --jobs 2
     python scripts/compare.py --sparsities 0.9 0.98 --seeds 0 1 2 3 4 --out results/compare_x
 
-Runs every grid point with the standalone engine (finished runs are skipped, so an interrupted
+Runs every grid point with the standalone engine (``--engine openood``: through the real OpenOOD) (finished runs are skipped, so an interrupted
 comparison resumes), appends one tidy CSV row per run × score × OOD set to ``<out>/study.csv``,
 then prints and saves the mean ± std table (``<out>/table.md``), the paired differences with 95 %
 confidence intervals (``<out>/summary.md``) and AUROC-vs-sparsity plots (``<out>/plots``).
@@ -18,7 +18,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from openood_moon.config import ConfigError  # noqa: E402
+from openood_moon.config import ConfigError, find_config  # noqa: E402
 from openood_moon.study.report import report, score_table  # noqa: E402
 from openood_moon.study.runner import run_study  # noqa: E402
 from openood_moon.study.tidy import read_tidy  # noqa: E402
@@ -27,9 +27,7 @@ LIST_KEYS = ("networks", "methods", "sparsities", "variants", "seeds", "postproc
 
 
 def load_grid(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise ConfigError(f"grid file not found: {path!r}")
-    with open(path) as f:
+    with open(find_config(path)) as f:  # from the working directory, else the packaged configs
         grid = (yaml.safe_load(f) or {}).get("study")
     if not grid:
         raise ConfigError(f"{path}: expected a top-level 'study:' mapping")
@@ -46,6 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run")
     p.add_argument("--limit", type=int, default=None, help="run at most N new runs, then report")
+    p.add_argument("--engine", default="standalone", help="standalone | openood (the real OpenOOD)")
     p.add_argument("--report-only", action="store_true", help="only summarise <out>/study.csv")
     args = p.parse_args(argv)
     try:
@@ -60,7 +59,7 @@ def main(argv=None) -> int:
         out = Path(args.out or os.path.join("results", grid.get("name", "compare")))
         if not args.report_only:
             run_study(grid, grid.get("base_configs", ["configs/pipelines/train/moon.yml"]), out,
-                      jobs=args.jobs, threads=args.threads, limit=args.limit)
+                      jobs=args.jobs, threads=args.threads, limit=args.limit, engine=args.engine)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -34,9 +34,11 @@ import pandas as pd
 import torch
 import yaml
 
-REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))), "configs")
-COLUMNS = ["FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"]
+from ...results import METRIC_COLUMNS as COLUMNS, provenance, with_provenance
+from .postprocessor import settings_of
+
+from ...config import CONFIGS_ROOT as REPO_CONFIGS  # ours, shipped in the package
+
 CHECKPOINTS = {"auto": ("moon_net.ckpt", "best.ckpt"), "moon_net": ("moon_net.ckpt",), "best": ("best.ckpt",)}
 
 
@@ -109,7 +111,7 @@ def prepare_benchmark(id_name: str, data_root: str, run_cfgs: List[Dict]) -> str
     from openood.preprocessors.transform import normalization_dict
 
     from ...data.imglist import info_from_configs
-    from .pipeline import _data_root_of
+    from .run_data import data_root_of
 
     if id_name == embedded.NAME:
         return register_embedded(data_root)
@@ -119,7 +121,7 @@ def prepare_benchmark(id_name: str, data_root: str, run_cfgs: List[Dict]) -> str
         if _describes_benchmark(cfg) and cfg["dataset"]["name"] == id_name:
             ds = cfg["dataset"]
             info = info_from_configs(ds, cfg["ood_dataset"])
-            return register_benchmark(id_name, info, _data_root_of(info["id"]["train"]["imglist_path"]),
+            return register_benchmark(id_name, info, data_root_of(info["id"]["train"]["imglist_path"]),
                                       int(ds["num_classes"]), int(ds.get("pre_size") or 32),
                                       int(ds.get("image_size") or 32),
                                       normalization_dict.get(ds.get("normalization_type"), [[0.5] * 3] * 2))
@@ -209,7 +211,7 @@ def make_postprocessor(name: str, id_name: str, roots: List[str], feature_size: 
     import openood.evaluation_api.postprocessor as epp
     from openood.utils import Config
 
-    from .pipeline import postprocessor_config
+    from .postprocessor import postprocessor_config
 
     cfg = postprocessor_config(name, id_name, None, feature_size)
     print(f"[{name}] no postprocessors/{name}.yml in {', '.join(roots)}: fixed settings "
@@ -350,6 +352,8 @@ def evaluate_root(args) -> Dict[str, pd.DataFrame]:
                     if restore_scores(evaluator.scores, dict(saved)):
                         print(f"[{pp}] loaded pre-computed scores from {score_file}", flush=True)
             table = evaluator.eval_ood(fsood=args.fsood, progress=False)[COLUMNS]
+            pp_settings, searched = settings_of(evaluator.postprocessor)
+            table = with_provenance(table, provenance("openood", pp_settings, searched, ckpt))
             results[pp].append(table)
             if args.save_score:
                 os.makedirs(os.path.dirname(score_file), exist_ok=True)
@@ -362,7 +366,7 @@ def evaluate_root(args) -> Dict[str, pd.DataFrame]:
 
 def summarize(results: Dict[str, List[pd.DataFrame]], root: str, save_csv: bool, fsood: bool) -> pd.DataFrame:
     """Write/print each postprocessor's mean ± std table; return the near/far AUROC summary."""
-    from .pipeline import mean_std_table
+    from ...results import mean_std_table
 
     rows = {}
     for pp, tables in results.items():
@@ -372,9 +376,10 @@ def summarize(results: Dict[str, List[pd.DataFrame]], root: str, save_csv: bool,
             os.makedirs(out_dir, exist_ok=True)
             table.to_csv(os.path.join(out_dir, f"{pp}.csv"))
         with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
-            print(f"\n{pp} ({len(tables)} run{'s' if len(tables) > 1 else ''}):\n{table}", flush=True)
+            print(f"\n{pp} ({len(tables)} run{'s' if len(tables) > 1 else ''}):\n{table[COLUMNS]}", flush=True)
         rows[pp] = {"near AUROC": table.loc["nearood", "AUROC"], "far AUROC": table.loc["farood", "AUROC"],
-                    "ID ACC": table["ACC"].iloc[0]}
+                    "ID ACC": table["ACC"].iloc[0], "settings": table["postprocessor_settings"].iloc[0],
+                    "searched": table["searched"].iloc[0]}
     summary = pd.DataFrame.from_dict(rows, orient="index")
     print(f"\nnear/far AUROC (mean ± std over runs):\n{summary.to_string()}", flush=True)
     if save_csv:

@@ -43,12 +43,24 @@ def to_openood_config(cfg: Dict[str, Any]):
     return config
 
 
+def check_names(cfg: Dict[str, Any]) -> None:
+    """Unknown pipeline or trainer names exit 2 with the valid choices (OpenOOD raises a KeyError)."""
+    from .register import choices
+
+    for kind in ("pipeline", "trainer"):
+        name = (cfg.get(kind) or {}).get("name")
+        if name not in choices(kind):
+            raise ConfigError(f"unknown {kind}.name {name!r}; valid choices (OpenOOD engine): "
+                              f"{', '.join(choices(kind))}")
+
+
 def run(cfg: Dict[str, Any]) -> Any:
     from .register import register
 
     register(cpu_shim=not torch.cuda.is_available())
     from openood.utils import launch
 
+    check_names(cfg)
     config = to_openood_config(cfg)
     num_gpus = int(config.num_gpus or 0)
     if num_gpus * int(config.num_machines) > 1 and not torch.cuda.is_available():

@@ -9,9 +9,41 @@ A plain K-way net (no ``return_unknown``) gets plain MSP, so the name works for 
 so importing this module never imports OpenOOD.
 """
 import inspect
+import json
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
+
+from ...netutils import device_of
+
+
+ARG_ALIASES = {"knn": {"k": "K"}, "vim": {"d": "dim"}}  # standalone names -> OpenOOD's
+DEFAULT_ARGS = {"knn": {"K": 50}, "react": {"percentile": 90}, "ebo": {"temperature": 1},
+                "ash": {"percentile": 90}, "dice": {"p": 90}, "scale": {"percentile": 85}}
+
+
+def postprocessor_config(name: str, id_name: str, user_args: Optional[Dict] = None,
+                         feature_size: Optional[int] = None) -> Dict:
+    """OpenOOD postprocessor config (yml form) with APS off; ``user_args`` may use our names."""
+    args = dict(DEFAULT_ARGS.get(name, {}))
+    if name == "vim" and feature_size:
+        args["dim"] = max(1, feature_size // 2)
+    aliases = ARG_ALIASES.get(name, {})
+    args.update({aliases.get(k, k): v for k, v in (user_args or {}).items()})
+    return {"postprocessor": {"name": name, "APS_mode": False, "postprocessor_args": args},
+            "dataset": {"name": id_name}}
+
+
+def settings_of(postprocessor) -> Tuple[str, bool]:
+    """(settings as JSON, whether they came from OpenOOD's automatic parameter search) of an OpenOOD
+    postprocessor after evaluation: its ``postprocessor_args``, each replaced by the attribute of the
+    same name when the search set one."""
+    args = {}
+    for key, value in dict(getattr(postprocessor, "args", None) or {}).items():
+        value = getattr(postprocessor, key, value)
+        args[key] = value.tolist() if hasattr(value, "tolist") else value
+    return json.dumps(args, sort_keys=True, default=str), bool(getattr(postprocessor, "APS_mode", False))
 
 
 def _unwrap(net: nn.Module) -> nn.Module:
@@ -41,11 +73,6 @@ def moon_scores(net: nn.Module, data: torch.Tensor):
     return pred, conf
 
 
-def _device_of(net: nn.Module) -> torch.device:
-    param = next(iter(net.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def _build_class():
     from openood.postprocessors import BasePostprocessor
 
@@ -62,7 +89,7 @@ def _build_class():
 
         def inference(self, net, data_loader, progress: bool = True):
             """As BasePostprocessor.inference, but on the net's device instead of ``.cuda()``."""
-            device = _device_of(net)
+            device = device_of(net)
             preds, confs, labels = [], [], []
             for batch in data_loader:
                 pred, conf = self.postprocess(net, batch["data"].to(device))

@@ -192,3 +192,28 @@ def is_registered() -> bool:
     """True when OpenOOD is loaded and its factories are wrapped."""
     utils = sys.modules.get("openood.networks.utils")
     return utils is not None and hasattr(utils.get_network, _ORIGINAL)
+
+
+def choices(kind: str) -> list:
+    """Names OpenOOD (with MOON's added) accepts for ``kind`` in network | trainer | pipeline |
+    postprocessor. OpenOOD's factories hold their names in function-local dicts or if/elif chains, so
+    they are read from the factory's source (``'name':`` keys, ``.name == 'name'`` tests)."""
+    import inspect
+    import re
+
+    register()
+    if kind == "postprocessor":
+        import openood.evaluation_api.postprocessor as eval_postprocessors
+
+        return sorted(eval_postprocessors.postprocessors)
+    import openood.networks.utils as network_utils
+    import openood.pipelines.utils as pipeline_utils
+    import openood.trainers.utils as trainer_utils
+    from openood_moon.networks import NETWORKS
+
+    module, attr, ours = {"network": (network_utils, "get_network", {NETWORK, *NETWORKS}),
+                          "trainer": (trainer_utils, "get_trainer", {TRAINER}),
+                          "pipeline": (pipeline_utils, "get_pipeline", {PIPELINE})}[kind]
+    source = inspect.getsource(getattr(getattr(module, attr), _ORIGINAL))
+    names = re.findall(r"^\s*'(\w+)'\s*:", source, re.M) + re.findall(r"\.name\s*==\s*'(\w+)'", source)
+    return sorted(set(names) | ours)

@@ -6,40 +6,30 @@ OpenOOD's pipelines call ``trainer.train_epoch(epoch_idx)`` with a 1-based epoch
 vote has run, else the trained network), ``metrics`` holds at least ``epoch_idx`` and ``loss``.
 This module imports no OpenOOD: an OpenOOD ``Config`` is a dict and is converted to a plain one.
 """
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-import torch
 from torch import nn
 
+from ...netutils import device_of, plain_dict
+from ...settings import TrainSettings
 from ...trainer import MoonTrainer
-
-
-def plain_dict(node: Any) -> Any:
-    """A nested OpenOOD ``Config`` (a dict subclass) as plain dicts and lists."""
-    if isinstance(node, dict):
-        return {str(k): plain_dict(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [plain_dict(v) for v in node]
-    return node
-
-
-def device_of(net: nn.Module) -> torch.device:
-    param = next(iter(net.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 class OpenOODMoonTrainer:
     """``OpenOODMoonTrainer(net, train_loader, config)`` — OpenOOD's trainer signature.
 
     The device is the one ``get_network`` put the net on. ``core`` is the wrapped MoonTrainer.
+    ``settings``: the run's already parsed :class:`TrainSettings` (else parsed from ``config``, as
+    OpenOOD's own ``train`` pipeline builds trainers).
     """
 
-    def __init__(self, net: nn.Module, train_loader, config, device=None):
+    def __init__(self, net: nn.Module, train_loader, config, device=None,
+                 settings: Optional[TrainSettings] = None):
         self.net = net
         self.train_loader = train_loader
         self.config = config
-        self.core = MoonTrainer(net, train_loader, plain_dict(config),
-                                device if device is not None else device_of(net))
+        settings = settings or TrainSettings.from_config(plain_dict(config))
+        self.core = MoonTrainer(net, train_loader, settings, device if device is not None else device_of(net))
 
     @property
     def epoch(self) -> int:

@@ -32,7 +32,6 @@ Registry (``POSTPROCESSORS``), with settings given as keyword arguments (OpenOOD
 """
 
 import inspect
-from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -41,6 +40,9 @@ from pytorch_ood.detector import KNN, EnergyBased, Mahalanobis, MaxLogit, MaxSof
 from torch import Tensor, nn
 
 from openood_moon.moon import scores as moon_scores
+
+from ...evaluation.outputs import NetOutputs
+from ...netutils import fc_layer, has_unknown_head
 
 __all__ = [
     "NetOutputs",
@@ -54,31 +56,10 @@ __all__ = [
 ]
 
 
-@dataclass
-class NetOutputs:
-    """What one forward pass over a loader yields, on the CPU.
-
-    ``logits`` (N, K) are ``net(x)``; ``features`` (N, F) the penultimate features (the input of
-    ``net.fc``); ``labels`` (N,) the loader's labels (OOD sets: -1); ``logits_k1`` (N, K+1) the
-    logits with the unknown class last, for MOON networks only (else ``None``).
-    """
-
-    logits: Tensor
-    features: Tensor
-    labels: Tensor
-    logits_k1: Optional[Tensor] = None
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 class UnknownHeadRequired(ValueError):
     """Raised when an unknown-aware postprocessor meets a network without an unknown head."""
-
-
-def has_unknown_head(net: nn.Module) -> bool:
-    """Whether ``net`` is a MOON network, i.e. has ``fc_unknown`` and accepts ``return_unknown=True``."""
-    return getattr(net, "fc_unknown", None) is not None
 
 
 def to_confidence(ood_score: Tensor) -> np.ndarray:
@@ -177,10 +158,6 @@ class KNNPP(Postprocessor):
         return f"KNNPP(k={self.detector.k}, normalize={self.detector.normalize})"
 
 
-def _fc_layer(net: nn.Module) -> nn.Linear:
-    return net.get_fc_layer() if hasattr(net, "get_fc_layer") else net.fc
-
-
 class ReActPP(Postprocessor):
     name = "react"
     fit_splits = ("train", "val")
@@ -196,7 +173,7 @@ class ReActPP(Postprocessor):
             raise ValueError(f"react: fit_split must be 'train' or 'val', got {fit_split!r}")
         self.fit_split = fit_split
         # fc on the clipped penultimate features == net.forward_threshold(x, threshold)
-        self.detector = ReAct(backbone=None, head=_fc_layer(net), percentile=percentile / 100.0)
+        self.detector = ReAct(backbone=None, head=fc_layer(net), percentile=percentile / 100.0)
 
     def fit(self, id_train, id_val=None):
         data = id_val if (self.fit_split == "val" and id_val is not None) else id_train

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from openood_moon.engines.standalone import detectors as det
-from openood_moon.engines.standalone.evaluate import collect_outputs
-from openood_moon.engines.standalone.metrics import auroc
+from openood_moon.evaluation.outputs import collect_outputs
+from openood_moon.evaluation.metrics import auroc
 from openood_moon.moon.scores import moon_confidence
 
 from .tiny_net import D, F, K, TinyNet

@@ -10,15 +10,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from openood_moon.engines.standalone.detectors import NetOutputs
+from openood_moon.evaluation.outputs import NetOutputs
 from openood_moon.engines.standalone.evaluate import (
     DEFAULT_POSTPROCESSORS,
     evaluate_ood,
     format_table,
     id_metrics,
 )
-from openood_moon.engines.standalone.metrics import ood_metrics
-from openood_moon.engines.standalone.plots import plot_roc_curves, plot_score_histograms
+from openood_moon.evaluation.metrics import ood_metrics
+from openood_moon.evaluation.plots import plot_roc_curves, plot_score_histograms
 
 from .tiny_net import D, F, K
 from .tiny_net import TinyNet as _TinyNet

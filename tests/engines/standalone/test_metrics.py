@@ -5,7 +5,7 @@ import pytest
 import torch
 from pytorch_ood.metrics import OODMetrics
 
-from openood_moon.engines.standalone.metrics import (
+from openood_moon.evaluation.metrics import (
     accuracy,
     aupr_in,
     aupr_out,

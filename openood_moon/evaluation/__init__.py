@@ -1,0 +1,1 @@
+"""Evaluation pieces shared by both engines: network outputs, ID metrics, OOD metrics, plots."""

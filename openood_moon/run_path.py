@@ -1,0 +1,226 @@
+"""The one run path of both engines: settings (parsed once) → network → resume, or refuse a stale run
+→ train with checkpoints → vote → export ``best.ckpt`` / ``moon_net.ckpt`` → evaluate → results.
+
+An engine supplies only what differs between them (:class:`Engine`): the resolved config, its data
+loaders and network, its evaluator, and optional per-epoch hooks (OpenOOD's validation and recorder).
+Everything written to the run folder is written here, by rank 0 only:
+
+``config.yml`` (the resolved config), ``log.txt``, ``checkpoint.pt`` (whole training state after every
+epoch, atomic), ``best.ckpt`` (plain K-way backbone state_dict: loads into OpenOOD's network),
+``moon_net.ckpt`` (the evaluated model, unknown head included), ``ood.csv`` and ``ood/<pp>.csv`` (with
+provenance columns), ``<root>/ood/<pp>.csv`` (mean ± std over seeds), ``metrics.json`` and ``plots/``.
+
+A run folder that holds a ``config.yml`` different from the new one (keys in :data:`IGNORED_KEYS`
+aside) is refused, naming the keys; ``evaluation.resume: false`` retrains from scratch instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError
+from .moon.net import export_state_dict
+from .results import provenance, with_provenance, write_run_tables
+from .run_log import run_logger
+from .settings import TrainSettings
+from .trainer import MoonTrainer
+
+# keys that may change between a run and its resume without changing the result
+IGNORED_KEYS = ("evaluation.resume", "evaluation.plots", "num_workers", "device")
+RUN_FILES = ("checkpoint.pt", "best.ckpt", "moon_net.ckpt", "ood.csv", "metrics.json")
+
+
+class Evaluation:
+    """What an engine's evaluator returns: per-postprocessor tables (rows: OOD sets, ``nearood``,
+    ``farood``; columns :data:`~openood_moon.results.METRIC_COLUMNS`), their settings, ID metrics, and the
+    confidences for the plots (``{pp: {'id': conf, 'near': {set: conf}, 'far': {set: conf}}}``)."""
+
+    def __init__(self, tables, settings: Dict[str, str], searched: Dict[str, bool], id_metrics: Dict,
+                 scores: Optional[Dict] = None, skipped: Optional[Dict[str, str]] = None):
+        self.tables, self.settings, self.searched = tables, settings, searched
+        self.id_metrics, self.scores, self.skipped = id_metrics, scores or {}, skipped or {}
+
+
+class Engine:
+    """What an engine supplies to :func:`run`. Subclasses override the methods that raise."""
+
+    name = "engine"
+
+    def resolve(self, settings: TrainSettings) -> Tuple[Dict[str, Any], Path]:
+        """Check the engine's names (exit 2 on unknown ones) and prepare data; return the resolved
+        plain config (written to ``config.yml``, compared on resume) and the run folder."""
+        raise NotImplementedError
+
+    def build(self, settings: TrainSettings) -> Tuple[nn.Module, Any, torch.device]:
+        """After seeding: the network (MoonNet when MOON's loss is on), the train loader, the device."""
+        raise NotImplementedError
+
+    def make_trainer(self, net: nn.Module, train_loader, settings: TrainSettings, device) -> MoonTrainer:
+        return MoonTrainer(net, train_loader, settings, device)
+
+    def after_epoch(self, trainer: MoonTrainer, metrics: Dict[str, Any], is_main: bool) -> None:
+        """Per-epoch hook (OpenOOD: validate and record)."""
+
+    def after_training(self, model: nn.Module, is_main: bool) -> None:
+        """Hook after the last epoch and the vote."""
+
+    def evaluate(self, model: nn.Module, settings: TrainSettings, run_dir: Path) -> Evaluation:
+        raise NotImplementedError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def is_main_process() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def flatten(cfg: Any, prefix: str = "") -> Dict[str, Any]:
+    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (lists stay values)."""
+    if not isinstance(cfg, dict):
+        return {prefix: cfg}
+    out: Dict[str, Any] = {}
+    for key, value in cfg.items():
+        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value
+                   else {f"{prefix}{key}": value})
+    return out
+
+
+def config_differences(saved: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    """Dotted keys whose values differ between two configs (``IGNORED_KEYS`` aside)."""
+    a, b = flatten(saved), flatten(new)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>")
+            and not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)]
+
+
+def check_previous_run(run_dir: Path, cfg: Dict[str, Any], resume: bool) -> str:
+    """'fresh', 'resume' or 'finished'; refuses a run folder trained with another config."""
+    saved_path = run_dir / "config.yml"
+    if not resume:
+        for name in RUN_FILES:
+            if (run_dir / name).exists():
+                (run_dir / name).unlink()
+        return "fresh"
+    if not saved_path.exists():
+        return "fresh"
+    with open(saved_path) as f:
+        saved = yaml.safe_load(f) or {}
+    diff = config_differences(saved, cfg)
+    if diff:
+        shown = ", ".join(f"{k} ({flatten(saved).get(k, '<absent>')!r} -> {flatten(cfg).get(k, '<absent>')!r})"
+                          for k in diff[:6]) + (" ..." if len(diff) > 6 else "")
+        raise ConfigError(f"{run_dir} holds a run with another config: {shown}. Its results are not reused: "
+                          "choose another --output_dir (or exp_name), or pass --evaluation.resume false "
+                          "to retrain there from scratch")
+    if (run_dir / "ood.csv").exists() and (run_dir / "metrics.json").exists():
+        return "finished"
+    return "resume" if (run_dir / "checkpoint.pt").exists() else "fresh"
+
+
+def _write_yaml(cfg: Dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def run(engine: Engine, settings: TrainSettings, progress: bool = True) -> Dict[str, Any]:
+    """Train (or resume) and evaluate one run; returns ``{'run_dir', 'table', 'id', 'skipped'}``."""
+    cfg, run_dir = engine.resolve(settings)
+    run_dir = Path(run_dir).absolute()
+    main = is_main_process()
+    state = check_previous_run(run_dir, cfg, settings.evaluation.resume) if main else "fresh"
+    if state == "finished":
+        print(f"finished run with the same config found, skipped: {run_dir}", flush=True)
+        return {"run_dir": run_dir, "table": None, "id": None, "skipped": True}
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_yaml(cfg, run_dir / "config.yml")
+    log = run_logger(run_dir) if main else None
+
+    seed_everything(settings.seed)
+    net, train_loader, device = engine.build(settings)
+    trainer = engine.make_trainer(net, train_loader, settings, device)
+    ckpt = run_dir / "checkpoint.pt"
+    if state == "resume":
+        try:
+            trainer.load_state_dict(load_checkpoint(str(ckpt)))
+        except ValueError as err:
+            raise ConfigError(f"{ckpt}: {err}; use another output_dir or --evaluation.resume false") from None
+        print(f"resumed from {ckpt} at epoch {trainer.epoch}", flush=True)
+    if log:
+        log.info("engine %s, device %s, %d train steps/epoch, settings %s", engine.name, device,
+                 trainer.steps_per_epoch, json.dumps(settings.to_dict()))
+
+    epochs = settings.optimizer.num_epochs
+    bar = tqdm(total=epochs, initial=trainer.epoch, desc="train", unit="epoch",
+               disable=not (progress and main), file=sys.stdout)
+    while trainer.epoch < epochs:
+        metrics = trainer.train_epoch()
+        engine.after_epoch(trainer, metrics, main)
+        if main:
+            save_checkpoint(trainer.state_dict(), str(ckpt))
+            log.info("epoch %s", json.dumps({k: v for k, v in metrics.items()
+                                             if isinstance(v, (int, float, str, type(None)))}))
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['train_acc']:.3f}",
+                        density=f"{metrics['density']:.3f}")
+        bar.update(1)
+    bar.close()
+
+    model = trainer.model_for_eval()
+    engine.after_training(model, main)
+    if not main:
+        return {"run_dir": run_dir, "table": None, "id": None, "skipped": False}
+    save_checkpoint(export_state_dict(model), str(run_dir / "best.ckpt"))
+    save_checkpoint({k: v.detach().cpu() for k, v in model.state_dict().items()}, str(run_dir / "moon_net.ckpt"))
+
+    result = engine.evaluate(model, settings, run_dir)
+    tables = {pp: with_provenance(table, provenance(engine.name, result.settings[pp], result.searched[pp],
+                                                    "moon_net.ckpt"))
+              for pp, table in result.tables.items()}
+    combined = write_run_tables(tables, str(run_dir))
+    summary = {"engine": engine.name, "seed": settings.seed, "epochs": epochs, "id": result.id_metrics,
+               "density": trainer.masking.density(), "skipped_postprocessors": result.skipped}
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, run_dir / "metrics.json")
+    if settings.evaluation.plots and result.scores:
+        from .evaluation.plots import plot_roc_curves, plot_score_histograms
+
+        plot_score_histograms(result.scores, run_dir / "plots")
+        plot_roc_curves(result.scores, run_dir / "plots")
+    text = format_results(combined, result)
+    log.info("results\n%s", text)
+    print(text)
+    print(f"results written to {run_dir}", flush=True)
+    return {"run_dir": run_dir, "table": combined, "id": result.id_metrics, "skipped": False}
+
+
+def format_results(table, result: Evaluation) -> str:
+    """The table as text, two decimals, with the ID accuracy / ECE line on top."""
+    import pandas as pd
+
+    lines = ["ID: " + "  ".join(f"{k} {v:.2f}" for k, v in result.id_metrics.items()) + "  (percent)",
+             "FPR@95 with OOD as the positive class"]
+    lines += [f"skipped {name}: {reason}" for name, reason in result.skipped.items()]
+    from .results import METRIC_COLUMNS
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+        lines.append(table[METRIC_COLUMNS].to_string(float_format=lambda v: f"{v:.2f}"))
+    return "\n".join(lines)
