@@ -1,20 +1,33 @@
 """Exact-count weight masks with RigL, SET or static topology updates.
 
-RigL (Evci et al., ICML 2020): every ``interval`` steps until ``end_step``, each sparse layer drops the
-``f(t)·nnz`` active weights of smallest magnitude and grows as many previously inactive weights with
-the largest |dense gradient|. SET (Mocanu et al., Nat. Commun. 2018) grows at random instead.
-``f(t) = f0 · (1 + cos(pi·t/end_step)) / 2`` (cosine decay). Grown weights and their momentum start at
-zero; masked weights are re-zeroed after every optimizer step, so they stay exactly 0.
+RigL (Evci et al., ICML 2020): every ``interval`` steps until ``end_step``, each budget layer (see
+``density.py``; MoonNet's ``fc`` + ``fc_unknown`` are one K+1-row layer) drops the
+``ceil(f(t)·nnz)`` active weights of smallest magnitude (``ceil`` as the released MOON code's
+``magnitude_prune``; RigL's TF code floors) and grows as many weights with the largest |dense
+gradient| among all inactive positions *after* the drop, so a weight just dropped may come straight
+back (RigL's ``_get_update_op``, the released ``abs_grad_growth``). SET (Mocanu et al., Nat. Commun.
+2018) grows a uniformly random set of the same size instead.
+``f(t) = f0 · (1 + cos(pi·t/end_step)) / 2`` (cosine decay).
+
+As in the released code (``truncate_weights``): every grown weight starts at 0, a weight dropped and
+regrown in the same update included; momentum is masked with the new mask, so a dropped weight loses
+its momentum, a regrown one keeps it and a new connection starts with none. On an update step the
+topology update *replaces* the gradient step (RigL's ``SparseRigLOptimizer``, the released training
+loop): no optimizer step, so the momentum is neither decayed nor fed that step's gradient.
+Masked weights are re-zeroed after every optimizer step, so they stay exactly 0.
+
+Subclasses (``openood_moon.official``) override the hooks ``_init_masks``, ``drop_counts``,
+``grow_positions``, ``is_update_step`` and ``before_optimizer_step``.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
 
-from .density import layer_counts, maskable_parameters
+from .density import BudgetLayer, budget_layers, layer_counts, maskable_parameters
 
 METHOD_CHOICES = ("dense", "static", "set", "rigl")
 
@@ -24,6 +37,11 @@ def cosine_drop_fraction(step: int, initial: float, end_step: int) -> float:
     if end_step <= 0 or step >= end_step:
         return 0.0
     return initial * 0.5 * (1.0 + math.cos(math.pi * step / end_step))
+
+
+def drop_count(fraction: float, active: int) -> int:
+    """Weights a layer drops: ``ceil(fraction · active)`` (the released code's ``magnitude_prune``)."""
+    return min(active, math.ceil(fraction * active))
 
 
 class Masking:
@@ -42,19 +60,47 @@ class Masking:
         self.method, self.drop_fraction = method, float(drop_fraction)
         self.interval, self.end_step = int(interval), int(end_step)
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.layers: List[BudgetLayer] = []
         self.params: Dict[str, nn.Parameter] = {}
         self.masks: Dict[str, torch.Tensor] = {}
         self.updates_done = 0
         if method == "dense":
             return
-        counts = layer_counts(model, density, init)
-        for name, weight in maskable_parameters(model):
-            self.params[name] = weight
-            n, k = weight.numel(), counts[name]
-            flat = torch.zeros(n, dtype=torch.bool)
-            flat[torch.randperm(n, generator=self.generator)[:k]] = True
-            self.masks[name] = flat.view_as(weight).to(weight.device)
+        self.layers = budget_layers(model)
+        weights = dict(maskable_parameters(model))
+        for name, weight in weights.items():
+            if any(name in layer.members for layer in self.layers):
+                self.params[name] = weight
+                self.masks[name] = torch.zeros_like(weight, dtype=torch.bool)
+        self._init_masks(model, density, init)
         self.apply()
+
+    def _init_masks(self, model: nn.Module, density: float, init: str) -> None:
+        """Exact counts: each budget layer keeps a uniformly random set of ``layer_counts`` weights.
+
+        Layers are drawn in ``self.layers`` order (classifier last) from ``self.generator``, so the
+        backbone masks of a baseline and a MOON net from the same seed are identical.
+        """
+        counts = layer_counts(model, density, init)
+        for layer in self.layers:
+            flat = torch.zeros(layer.numel, dtype=torch.bool)
+            flat[torch.randperm(layer.numel, generator=self.generator)[:counts[layer.name]]] = True
+            self._scatter(layer, flat, self.masks)
+
+    # ------------------------------------------------------------------ one budget layer as a flat tensor
+    def _gather(self, layer: BudgetLayer, tensors: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The members' tensors of ``layer``, flattened and stacked (fc rows, then the unknown row)."""
+        return torch.cat([tensors[name].detach().reshape(-1) for name in layer.members])
+
+    @torch.no_grad()
+    def _scatter(self, layer: BudgetLayer, flat: torch.Tensor, tensors: Dict[str, torch.Tensor]) -> None:
+        """Write ``flat`` back into the members' tensors of ``layer`` (in place)."""
+        offset = 0
+        for name in layer.members:
+            target = tensors[name]
+            n = target.numel()
+            target.data.view(-1).copy_(flat[offset:offset + n].to(target.device))
+            offset += n
 
     # ------------------------------------------------------------------ keeping weights on the mask
     @torch.no_grad()
@@ -70,36 +116,51 @@ class Masking:
             if grad is not None:
                 grad.mul_(mask)
 
+    def _state_tensors(self, optimizer: Optional[torch.optim.Optimizer], name: str) -> Iterator[torch.Tensor]:
+        """Optimizer buffers (momentum, …) of parameter ``name`` that have its shape."""
+        if optimizer is None:
+            return
+        weight = self.params[name]
+        for value in optimizer.state.get(weight, {}).values():
+            if torch.is_tensor(value) and value.shape == weight.shape:
+                yield value
+
     @torch.no_grad()
     def mask_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
         """Zero optimizer buffers (momentum, …) at masked positions."""
         for name, mask in self.masks.items():
-            for value in optimizer.state.get(self.params[name], {}).values():
-                if torch.is_tensor(value) and value.shape == mask.shape:
-                    value.mul_(mask)
+            for value in self._state_tensors(optimizer, name):
+                value.mul_(mask)
 
     def is_update_step(self, step: int) -> bool:
         """True on steps ``interval, 2·interval, …`` strictly before ``end_step`` (RigL/SET only)."""
         return (self.method in ("rigl", "set") and step > 0 and step % self.interval == 0
                 and step < self.end_step)
 
-    def step(self, optimizer: torch.optim.Optimizer, step: int) -> bool:
-        """Optimizer step that keeps the sparsity; updates the topology on update steps.
+    def before_optimizer_step(self) -> None:
+        """Hook run right before every optimizer step (the official preset's DropConnect)."""
 
-        ``step`` counts optimizer steps from 1. Returns whether the topology was updated.
+    def step(self, optimizer: torch.optim.Optimizer, step: int) -> bool:
+        """One training step's parameter change that keeps the sparsity.
+
+        ``step`` counts optimizer steps from 1. On an update step the topology update replaces the
+        optimizer step; otherwise: masked gradient, optimizer step, re-mask weights and momentum.
+        Returns whether the topology was updated.
         """
-        update = self.is_update_step(step)
-        scores = self._grow_scores() if update else None   # dense |grad| before it is masked
+        if self.is_update_step(step):
+            self.update_topology(step, optimizer, self._grow_scores())
+            self.mask_gradients()
+            return True
         self.mask_gradients()
+        self.before_optimizer_step()
         optimizer.step()
         self.apply()
         self.mask_optimizer_state(optimizer)
-        if update:
-            self.update_topology(step, optimizer, scores)
-        return update
+        return False
 
     # ------------------------------------------------------------------ topology updates
     def _grow_scores(self) -> Dict[str, torch.Tensor]:
+        """RigL: the dense |gradient| (read before it is masked); SET: uniform random scores."""
         scores = {}
         for name, weight in self.params.items():
             if self.method == "rigl":
@@ -110,31 +171,52 @@ class Masking:
                 scores[name] = torch.rand(weight.shape, generator=self.generator).to(weight.device)
         return scores
 
+    def drop_counts(self, step: int) -> Dict[str, int]:
+        """Weights each budget layer drops at update ``step``: ``ceil(f(step) · active)``."""
+        fraction = cosine_drop_fraction(step, self.drop_fraction, self.end_step)
+        return {layer.name: drop_count(fraction, int(self._gather(layer, self.masks).sum()))
+                for layer in self.layers}
+
+    def grow_positions(self, layer: BudgetLayer, score: Optional[torch.Tensor], candidates: torch.Tensor,
+                       n: int) -> torch.Tensor:
+        """Flat indices to grow: the ``n`` best-scoring ``candidates`` (inactive after the drop)."""
+        return torch.topk(score.to(torch.float32).masked_fill(~candidates, float("-inf")), n).indices
+
     @torch.no_grad()
     def update_topology(self, step: int, optimizer: Optional[torch.optim.Optimizer],
                         scores: Dict[str, torch.Tensor]) -> Dict[str, int]:
-        """Drop the smallest-|w| active weights, grow the best-scoring previously inactive ones."""
-        fraction = cosine_drop_fraction(step, self.drop_fraction, self.end_step)
-        swapped = {}
-        for name, mask in self.masks.items():
-            weight, flat_mask = self.params[name], mask.view(-1)
-            active = int(flat_mask.sum())
-            n = min(int(round(fraction * active)), flat_mask.numel() - active)
-            swapped[name] = n
+        """Drop the smallest-|w| active weights, grow the best-scoring inactive ones (just-dropped
+        included). Returns the number of weights dropped per budget layer."""
+        counts = self.drop_counts(step)
+        for layer in self.layers:
+            n = counts[layer.name]
             if n <= 0:
                 continue
-            magnitude = weight.detach().abs().view(-1).masked_fill(~flat_mask, float("inf"))
-            drop = torch.topk(magnitude, n, largest=False).indices
-            score = scores[name].view(-1).to(torch.float32).masked_fill(flat_mask, float("-inf"))
-            grow = torch.topk(score, n, largest=True).indices
-            flat_mask[drop] = False
-            flat_mask[grow] = True
-            weight.view(-1)[grow] = 0.0
+            mask = self._gather(layer, self.masks).clone()
+            before = mask.clone()
+            weight = self._gather(layer, self.params).clone()
+            magnitude = weight.abs().masked_fill(~mask, float("inf"))
+            mask[torch.topk(magnitude, n, largest=False).indices] = False
+            score = self._gather(layer, scores) if scores else None
+            grow = self.grow_positions(layer, score, ~mask, n)
+            mask[grow] = True
+            weight[grow] = 0.0                       # every grown weight restarts at 0
+            self._scatter(layer, mask, self.masks)
+            self._scatter(layer, weight, self.params)
+            new = torch.zeros_like(mask)
+            new[grow] = True
+            new &= ~before                           # new connections: no momentum (regrown keep theirs)
+            offset = 0
+            for name in layer.members:
+                size = self.params[name].numel()
+                for value in self._state_tensors(optimizer, name):
+                    value.view(-1)[new[offset:offset + size].to(value.device)] = 0
+                offset += size
         self.apply()
         if optimizer is not None:
             self.mask_optimizer_state(optimizer)
         self.updates_done += 1
-        return swapped
+        return counts
 
     # ------------------------------------------------------------------ reporting and state
     def density(self) -> float:
