@@ -15,6 +15,9 @@ its momentum, a regrown one keeps it and a new connection starts with none. On a
 topology update *replaces* the gradient step (RigL's ``SparseRigLOptimizer``, the released training
 loop): no optimizer step, so the momentum is neither decayed nor fed that step's gradient.
 Masked weights are re-zeroed after every optimizer step, so they stay exactly 0.
+Growth picks only inactive positions, as RigL (which lifts active scores below the minimum); the
+released ``abs_grad_growth`` sorts ``|grad|·(mask == 0)``, so when fewer candidates than the drop count
+have a non-zero gradient it may "grow" an active position (zeroing that weight) and lose density.
 
 Subclasses (``openood_moon.official``) override the hooks ``_init_masks``, ``drop_counts``,
 ``grow_positions``, ``is_update_step`` and ``before_optimizer_step``.
