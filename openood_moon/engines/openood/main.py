@@ -49,7 +49,7 @@ def check_names(cfg: Dict[str, Any]) -> None:
 
     for kind in ("pipeline", "trainer"):
         name = (cfg.get(kind) or {}).get("name")
-        if name not in choices(kind):
+        if (kind == "pipeline" or name is not None) and name not in choices(kind):
             raise ConfigError(f"unknown {kind}.name {name!r}; valid choices (OpenOOD engine): "
                               f"{', '.join(choices(kind))}")
 

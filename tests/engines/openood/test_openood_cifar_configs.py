@@ -29,18 +29,18 @@ def _leaves(node, prefix=""):
 def test_openood_setup_config_and_ours_agree(ds, k, monkeypatch):
     from openood.utils.config import setup_config
 
-    from openood_moon.cli import config_files
-    from openood_moon.config import load_config
-    from openood_moon.engines.openood.trainer import plain_dict
+    from openood_moon.job_config import job_config
+    from openood_moon.netutils import plain_dict
     from openood_moon.settings import TrainSettings
 
     monkeypatch.setattr(sys, "argv", ["main.py", "--config", *_stack(ds), "--seed", "2"])
     theirs = plain_dict(setup_config())
-    ours = load_config(config_files(_stack(ds)), ["--seed", "2"])
+    ours = job_config(_stack(ds), ["--seed", "2"])
     assert theirs["exp_name"] == ours["exp_name"] == f"{ds}_resnet18_32x32_set_d0.1_e100_moon/s2"
     mine, openood = _leaves(ours), _leaves(theirs)
-    assert {key: openood[key] for key in mine if key != "output_dir"} == \
-        {key: value for key, value in mine.items() if key != "output_dir"}
+    # every key OpenOOD's setup_config gives has the same value in ours (ours adds the settings' defaults)
+    assert {key: mine.get(key, "<absent>") for key in openood if key != "output_dir"} == \
+        {key: value for key, value in openood.items() if key != "output_dir"}
     assert theirs["output_dir"] == os.path.join("./results/", ours["exp_name"])
     settings = TrainSettings.from_config(ours)
     assert (settings.optimizer.num_epochs, settings.optimizer.lr, settings.optimizer.lr_ini,
@@ -62,14 +62,13 @@ def test_the_moon_resnet_builds_from_the_stack():
     from openood.networks.utils import get_network
     from openood.utils import Config
 
-    from openood_moon.cli import config_files
-    from openood_moon.config import load_config
-    from openood_moon.engines.openood.pipeline import TrainMoonPipeline
+    from openood_moon.engines.openood.pipeline import OpenOODEngine
+    from openood_moon.job_config import job_config
     from openood_moon.moon.net import MoonNet
     from openood_moon.settings import TrainSettings
 
-    cfg = load_config(config_files(_stack("cifar100")))
-    net = get_network(TrainMoonPipeline(Config(cfg))._network_config(TrainSettings.from_config(cfg)))
+    cfg = job_config(_stack("cifar100"))
+    net = get_network(OpenOODEngine(Config(cfg))._network_config(TrainSettings.from_config(cfg)))
     assert isinstance(net, MoonNet) and type(net.backbone) is OpenOODResNet
     assert net.fc.out_features == 100 and net.fc_unknown.out_features == 1
 

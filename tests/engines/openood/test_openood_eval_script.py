@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.openood, pytest.mark.usefixtures("registered")]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PPS = ["msp", "ebo", "knn", "react", "moon"]
 ROWS = ["mnist6789", "nearood", "textures", "natural", "lfw", "noise", "farood"]
-HEADER = ",FPR@95,AUROC,AUPR_IN,AUPR_OUT,ACC"
+HEADER = ",FPR@95,AUROC,AUPR_IN,AUPR_OUT,ACC,postprocessor_settings,searched,checkpoint,engine,openood_moon,backend"
 CELL = re.compile(r"^(\d+\.\d\d) \u00b1 (\d+\.\d\d)$")
 EXP = "mnist6_small_cnn_rigl_d0.1_e2_moon"
 
@@ -57,9 +57,10 @@ def trained(mnist6_data, tmp_path_factory):
     proc = _python(["main.py", "--engine", "openood", "--optimizer.num_epochs", "2", "--moon.warmup_epochs", "1",
                     "--moon.vote_epochs", "1", "--moon.snapshots_per_epoch", "2", "--dataset.subset", "300",
                     "--dataset.train.batch_size", "32", "--dataset.data_root", str(mnist6_data),
-                    "--output_dir", str(out), "--evaluation.postprocessors", "[msp]"])
+                    "--output_dir", str(out), "--evaluation.postprocessors", "[msp, knn]",
+                    "--evaluation.postprocessor_args", "{knn: {k: 3}}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("engine: openood") and "Complete Evaluation" in proc.stdout
+    assert proc.stdout.startswith("engine: openood") and "results written to" in proc.stdout
     return out / EXP, time.time() - start
 
 
@@ -67,6 +68,15 @@ def test_main_trains_then_eval_ood_evaluates(trained, small_config_root):
     root, train_seconds = trained
     run_dir = root / "s0"
     assert {"best.ckpt", "moon_net.ckpt", "config.yml", "checkpoint.pt"} <= set(os.listdir(run_dir))
+    # the CSV written by training states its settings row by row: our fixed K=3, no search
+    import pandas as pd
+
+    for path in (root / "ood" / "knn.csv", run_dir / "ood" / "knn.csv", run_dir / "ood.csv"):
+        knn = pd.read_csv(path, index_col=0)
+        knn = knn[knn.index == "knn"] if path.name == "ood.csv" else knn
+        assert len(knn) and (knn["postprocessor_settings"] == '{"K": 3}').all(), path
+        assert (~knn["searched"].astype(bool)).all() and (knn["checkpoint"] == "moon_net.ckpt").all()
+        assert knn["backend"].str.startswith("openood 1.5").all() and (knn["engine"] == "openood").all()
     start = time.time()
     proc = _python(["scripts/eval_ood.py", "--root", str(root), "--postprocessor", *PPS, "--save-csv",
                     "--save-score", "--config-root", str(small_config_root), "--num-workers", "0"])
@@ -83,13 +93,16 @@ def test_main_trains_then_eval_ood_evaluates(trained, small_config_root):
             lines = f.read().splitlines()
         assert lines[0] == HEADER and [line.split(",")[0] for line in lines[1:]] == ROWS
         for line in lines[1:]:
-            cells = [CELL.match(c) for c in line.split(",")[1:]]
+            cells = [CELL.match(c) for c in line.split(",")[1:6]]
             assert all(cells), line
             assert all(0.0 <= float(c.group(1)) <= 100.0 and float(c.group(2)) == 0.0 for c in cells), line
         with np.load(run_dir / "scores" / f"{pp}.npz") as scores:
             assert {"id/test/conf", "ood/near/mnist6789/conf", "ood/far/noise/conf"} <= set(scores.files)
             assert len(scores["id/test/conf"]) == 300 and np.isfinite(scores["id/test/conf"]).all()
             assert str(scores["meta/checkpoint"]) == "moon_net.ckpt"
+    # the same file rewritten by eval_ood.py states its own settings: the config root's K=5
+    knn = pd.read_csv(root / "ood" / "knn.csv", index_col=0)
+    assert (knn["postprocessor_settings"] == '{"K": 5}').all() and (knn["checkpoint"] == "moon_net.ckpt").all()
 
 
 def test_exported_checkpoint_gives_the_moon_models_logits(trained):
@@ -111,13 +124,13 @@ def test_resnet_run_exports_a_checkpoint_for_openoods_resnet(mnist6_data, tmp_pa
     and gives the same K logits as the MOON model (moon_net.ckpt)."""
     from openood.networks import ResNet18_32x32 as OpenOODResNet
 
-    from openood_moon.cli import config_files
-    from openood_moon.config import CONFIGS_ROOT, load_config
+    from openood_moon.config import CONFIGS_ROOT
+    from openood_moon.job_config import job_config
     from openood_moon.engines.openood.datasets import register_embedded
     from openood_moon.engines.openood.main import run
     from openood_moon.moon.net import MoonNet
 
-    cfg = load_config(config_files([os.path.join(CONFIGS_ROOT, "networks", "resnet18_32x32.yml")]), [
+    cfg = job_config([os.path.join(CONFIGS_ROOT, "networks", "resnet18_32x32.yml")], [
         "--optimizer.num_epochs", "2", "--moon.warmup_epochs", "1", "--moon.vote_epochs", "1",
         "--moon.snapshots_per_epoch", "1", "--dataset.subset", "48", "--dataset.train.batch_size", "16",
         "--output_dir", str(tmp_path), "--dataset.data_root", str(mnist6_data),

@@ -4,7 +4,8 @@ import pandas as pd
 import torch
 
 from openood_moon.engines.openood.evaluate import flatten_scores, restore_scores
-from openood_moon.engines.openood.pipeline import aggregate_seeds, eval_root, postprocessor_config
+from openood_moon.engines.openood.postprocessor import postprocessor_config
+from openood_moon.results import aggregate_seeds, eval_root
 
 
 def test_eval_root_is_the_parent_of_a_seed_folder(tmp_path):

@@ -1,8 +1,11 @@
 """train_moon end to end in the real OpenOOD, the moon trainer adapter, and checkpoint compatibility."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+from openood_moon.config import ConfigError
 
 pytestmark = [pytest.mark.openood, pytest.mark.usefixtures("registered")]
 
@@ -23,10 +26,9 @@ def restore(mnist6_data):
 
 
 def _tiny_moon_config(data_root, output_dir, *extra):
-    from openood_moon.cli import config_files
-    from openood_moon.config import CONFIGS_ROOT, load_config
+    from openood_moon.job_config import job_config
 
-    cfg = load_config(config_files([], CONFIGS_ROOT), [
+    cfg = job_config([], [
         "--optimizer.num_epochs", "3", "--moon.warmup_epochs", "1", "--moon.vote_epochs", "1",
         "--moon.snapshots_per_epoch", "2", "--output_dir", str(output_dir), "--dataset.data_root", str(data_root),
         "--dataset.subset", "300", *extra])
@@ -84,11 +86,13 @@ def test_train_moon_end_to_end(mnist6_data, tmp_path, restore, capsys):
     for pp in result["tables"]:
         with open(os.path.join(root, "ood", f"{pp}.csv")) as f:
             lines = f.read().splitlines()
-        assert lines[0] == ",FPR@95,AUROC,AUPR_IN,AUPR_OUT,ACC"
+        assert lines[0].startswith(",FPR@95,AUROC,AUPR_IN,AUPR_OUT,ACC,postprocessor_settings,searched")
         assert [line.split(",")[0] for line in lines[1:]] == ROWS and "\u00b1" in lines[1]
     assert {"ACC", "ECE", "ACC_K1", "ECE_K1"} <= set(result["id"])
-    assert "Complete Evaluation" in capsys.readouterr().out
+    assert list((Path(run_dir) / "plots").glob("*.png"))            # the same files as the standalone engine
     assert run(_tiny_moon_config(mnist6_data, tmp_path))["skipped"]  # a finished run is not redone
+    with pytest.raises(ConfigError, match=r"moon.alpha_final \(1.0 -> 0.5\)"):
+        run(_tiny_moon_config(mnist6_data, tmp_path, "--moon.alpha_final", "0.5"))
 
 
 def test_openood_train_pipeline_accepts_moon_names(mnist6_data, tmp_path, restore, capsys):
@@ -99,7 +103,7 @@ def test_openood_train_pipeline_accepts_moon_names(mnist6_data, tmp_path, restor
 
     from openood_moon.engines.openood import compat
     from openood_moon.engines.openood.datasets import openood_dataset_config
-    from openood_moon.engines.openood.pipeline import _subset_info
+    from openood_moon.engines.openood.run_data import _subset_info
 
     compat.install_cpu_shim()
     info = _subset_info(eds.DATA_INFO["mnist6"], 200, str(tmp_path / "lists"), "mnist6")
