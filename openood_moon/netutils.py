@@ -8,8 +8,10 @@ from torch import nn
 
 
 def unwrap(net: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel / DataParallel wrapper (masks, vote, export)."""
-    return getattr(net, "module", net)
+    """The model inside DistributedDataParallel / DataParallel wrappers (masks, vote, export)."""
+    while isinstance(getattr(net, "module", None), nn.Module):
+        net = net.module
+    return net
 
 
 def fc_layer(net: nn.Module) -> nn.Linear:

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ...netutils import device_of
+from ...netutils import device_of, unwrap
 
 
 ARG_ALIASES = {"knn": {"k": "K"}, "vim": {"d": "dim"}}  # standalone names -> OpenOOD's
@@ -46,17 +46,10 @@ def settings_of(postprocessor) -> Tuple[str, bool]:
     return json.dumps(args, sort_keys=True, default=str), bool(getattr(postprocessor, "APS_mode", False))
 
 
-def _unwrap(net: nn.Module) -> nn.Module:
-    """Strip DDP / AveragedModel-style ``.module`` wrappers."""
-    while isinstance(getattr(net, "module", None), nn.Module):
-        net = net.module
-    return net
-
-
 def accepts_unknown(net: nn.Module) -> bool:
     """True when ``net.forward`` takes ``return_unknown`` (a MoonNet)."""
     try:
-        return "return_unknown" in inspect.signature(_unwrap(net).forward).parameters
+        return "return_unknown" in inspect.signature(unwrap(net).forward).parameters
     except (TypeError, ValueError):
         return False
 
