@@ -2,11 +2,13 @@
 
 An image list holds one ``relative/path.png <label>`` per line (split on the first space; OOD sets
 use label -1), paths joined to ``data_dir``; images are read with PIL and converted to RGB, as in
-OpenOOD's ``ImglistDataset``. All images are decoded once into a uint8 cache, so epochs are cheap.
+OpenOOD's ``ImglistDataset``. All images are decoded once into a uint8 cache, so epochs are cheap;
+a transform with a ``prepare`` method (:mod:`openood_moon.data.transforms`: RGB, resize to
+``pre_size``, centre crop to ``image_size``) is applied while caching, the rest per item.
 
 Reproducible data order: the train loader's :class:`EpochSampler` and the loader share one
 ``torch.Generator`` (``loader.generator``). The sampler draws the permutation *and* one
-augmentation seed per item from it, so order and random shifts depend only on that generator (not
+augmentation seed per item from it, so order and random augmentation depend only on that generator (not
 on the global torch RNG nor on ``num_workers``). A trainer calls ``loader.sampler.set_epoch(epoch)``
 (equivalently ``loader.generator.manual_seed(epoch_seed(seed, epoch))``) at the start of each
 epoch; then epoch ``e`` of seed ``s`` always sees the same batches, also after a resume.
@@ -22,13 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision import transforms as T
-from torchvision.transforms import functional as TF
 
-# Normalisation of every embedded-benchmark input (also what OpenOOD uses for unknown names).
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.5, 0.5, 0.5)
-SHIFT_PAD = 2  # train augmentation: random shift of up to +-2 px
+from .transforms import EvalTransform, TrainTransform, Transforms, build_transforms
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -36,34 +33,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1000 + epoch
 
 
-def eval_transform() -> Callable:
-    """uint8 (3, H, W) tensor -> float, normalised with :data:`MEAN` / :data:`STD`."""
-    return T.Compose([T.ConvertImageDtype(torch.float32), T.Normalize(MEAN, STD)])
+def default_transforms() -> Transforms:
+    """The embedded benchmark's transforms (configs/datasets/mnist6/mnist6.yml): ``shift``, 28 px,
+    mean = std = 0.5."""
+    return build_transforms({"preprocessor": {"name": "shift"},
+                             "dataset": {"pre_size": 28, "image_size": 28, "interpolation": "bilinear",
+                                         "normalization_type": "mnist6"}})
 
 
-class TrainTransform:
-    """Random shift (zero-pad by ``pad``, random crop back to H x W, like ``RandomCrop(pad=2)``), then
-    :func:`eval_transform`. The crop offset comes from ``generator`` when one is given."""
-
-    takes_generator = True
-
-    def __init__(self, pad: int = SHIFT_PAD):
-        self.pad = pad
-        self.normalise = eval_transform()
-
-    def __call__(self, img: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        if self.pad:
-            h, w = img.shape[-2:]
-            top, left = torch.randint(0, 2 * self.pad + 1, (2,), generator=generator).tolist()
-            img = TF.crop(TF.pad(img, [self.pad]), top, left, h, w)
-        return self.normalise(img)
-
-    def __repr__(self) -> str:
-        return f"TrainTransform(pad={self.pad}, mean={MEAN}, std={STD})"
+def eval_transform(transforms: Optional[Transforms] = None) -> EvalTransform:
+    """Eval transform of ``transforms`` (default: :func:`default_transforms`)."""
+    return EvalTransform(transforms or default_transforms())
 
 
-def train_transform(pad: int = SHIFT_PAD) -> TrainTransform:
-    return TrainTransform(pad)
+def train_transform(transforms: Optional[Transforms] = None) -> TrainTransform:
+    """Train transform of ``transforms`` (default: :func:`default_transforms`)."""
+    return TrainTransform(transforms or default_transforms())
 
 
 def _parse_label(extra: str, line: str) -> int:
@@ -97,7 +82,7 @@ class ImglistDataset(Dataset):
     """Items ``{'data': tensor, 'label': int, 'image_name': str, 'index': int}`` of an OpenOOD list.
 
     ``transform`` maps the cached uint8 (3, H, W) tensor to the model input (None: return it as
-    is). An index may also be ``(index, aug_seed)`` (see :class:`EpochSampler`): a transform with
+    is); its ``prepare(PIL image)``, when it has one, makes the cached tensor. An index may also be ``(index, aug_seed)`` (see :class:`EpochSampler`): a transform with
     ``takes_generator`` then draws its randomness from a generator seeded with ``aug_seed``.
     """
 
@@ -115,7 +100,10 @@ class ImglistDataset(Dataset):
     def _decode(self, name: str) -> torch.Tensor:
         if name.startswith("/") and self.data_dir:
             raise ValueError(f"absolute image path {name!r} with data_dir {self.data_dir!r}")
+        prepare = getattr(self.transform, "prepare", None)
         with Image.open(os.path.join(self.data_dir, name)) as img:
+            if prepare is not None:
+                return prepare(img)
             rgb = np.array(img.convert("RGB"))
         return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
@@ -184,14 +172,18 @@ def _loader(dataset, batch_size, num_workers, sampler=None) -> DataLoader:
 
 def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_size: int = 256,
                       num_workers: int = 0, seed: int = 0, subset: Optional[int] = None,
-                      num_replicas: int = 1, rank: int = 0) -> dict:
+                      num_replicas: int = 1, rank: int = 0,
+                      transforms: Optional[Transforms] = None) -> dict:
     """DataLoaders of a DATA_INFO-style benchmark (e.g. ``EMBEDDED_INFO``), paths under ``data_root``.
 
     Returns ``{'id': {'train', 'val', 'test'}, 'ood': {'val': loader, 'near': {name: loader},
     'far': {name: loader}}}``. Only ``id.train`` is augmented and shuffled (by an
     :class:`EpochSampler`, see the module docstring); ``subset`` keeps the first N items of every
-    list; ``num_replicas``/``rank`` shard the train loader only.
+    list; ``num_replicas``/``rank`` shard the train loader only. ``transforms``
+    (:func:`~openood_moon.data.transforms.build_transforms` of a config) default to the embedded
+    benchmark's (:func:`default_transforms`).
     """
+    transforms = transforms or default_transforms()
 
     def dataset(entry, transform):
         return ImglistDataset(os.path.join(str(data_root), entry["imglist_path"]),
@@ -199,9 +191,9 @@ def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_s
                               transform=transform, max_items=subset)
 
     def eval_loader(entry):
-        return _loader(dataset(entry, eval_transform()), test_batch_size, num_workers)
+        return _loader(dataset(entry, eval_transform(transforms)), test_batch_size, num_workers)
 
-    train = dataset(info["id"]["train"], train_transform())
+    train = dataset(info["id"]["train"], train_transform(transforms))
     sampler = EpochSampler(len(train), seed=seed, num_replicas=num_replicas, rank=rank)
     ood = info["ood"]
     return {
