@@ -11,7 +11,12 @@ that is the original function. Names added:
 * trainer ``moon``  — ``openood_moon.engines.openood.trainer.OpenOODMoonTrainer`` (lazy import);
 * pipeline ``train_moon`` — ``openood_moon.engines.openood.pipeline.TrainMoonPipeline`` (lazy);
 * postprocessor ``moon`` — in the evaluation-API ``postprocessors`` dict and the pipeline-side
-  ``get_postprocessor``.
+  ``get_postprocessor``;
+* preprocessor ``shift`` (train split) — :class:`openood_moon.data.transforms.ShiftPreprocessor`,
+  the digit-friendly +-2 px shift the standalone engine uses for the same config; other splits get
+  OpenOOD's ``TestStandardPreProcessor`` (its fallback for names without a test preprocessor). A
+  config without a ``preprocessor`` section gets ``base``; an unknown name raises ``ConfigError``
+  with the valid choices (OpenOOD raises a bare ``KeyError``).
 
 Every other name goes to OpenOOD's original factory unchanged. A second call changes nothing.
 Spawned workers (``openood.utils.launch`` with several GPUs) are fresh processes: call
@@ -23,6 +28,7 @@ from typing import Callable, Dict
 import torch
 
 NETWORK, TRAINER, PIPELINE, POSTPROCESSOR = "moon", "moon", "train_moon", "moon"
+PREPROCESSOR = "shift"
 _ORIGINAL = "_openood_moon_original"  # attribute of a wrapper: the function it wraps
 _UNKNOWN_NETWORK = "Unexpected Network Architecture!"
 _OWN_OPTIONS = {"in_channels": 3, "width": 64}  # our backbones' options OpenOOD's classes lack
@@ -159,6 +165,27 @@ def _make_get_postprocessor(original: Callable) -> Callable:
     return get_postprocessor
 
 
+def _make_get_preprocessor(original: Callable) -> Callable:
+    def get_preprocessor(config, split):
+        section = config.preprocessor
+        if section is None or section.name is None:  # OpenOOD would fail on config.preprocessor.name
+            from openood.preprocessors import BasePreprocessor, TestStandardPreProcessor
+
+            return BasePreprocessor(config) if split == "train" else TestStandardPreProcessor(config)
+        if section.name not in choices("preprocessor"):
+            from ...config import ConfigError
+
+            raise ConfigError(f"unknown preprocessor.name {section.name!r}; valid choices (OpenOOD "
+                              f"engine): {', '.join(choices('preprocessor'))}")
+        if section.name == PREPROCESSOR and split == "train":
+            from ...data.transforms import ShiftPreprocessor
+
+            return ShiftPreprocessor(config)
+        return original(config, split)
+
+    return get_preprocessor
+
+
 def register(cpu_shim: bool = False) -> Dict[str, int]:
     """Register MOON's names into OpenOOD (idempotent); return how many references were rebound.
 
@@ -173,6 +200,7 @@ def register(cpu_shim: bool = False) -> Dict[str, int]:
     import openood.pipelines  # noqa: F401
     import openood.pipelines.utils as pipeline_utils
     import openood.postprocessors.utils as postprocessor_utils
+    import openood.preprocessors.utils as preprocessor_utils
     import openood.trainers.utils as trainer_utils
     from .postprocessor import MoonPostprocessor
 
@@ -182,6 +210,7 @@ def register(cpu_shim: bool = False) -> Dict[str, int]:
         "get_pipeline": _install(pipeline_utils, "get_pipeline", _make_get_pipeline),
         "get_postprocessor": _install(postprocessor_utils, "get_postprocessor",
                                       _make_get_postprocessor),
+        "get_preprocessor": _install(preprocessor_utils, "get_preprocessor", _make_get_preprocessor),
     }
     if eval_postprocessors.postprocessors.get(POSTPROCESSOR) is not MoonPostprocessor:
         eval_postprocessors.postprocessors[POSTPROCESSOR] = MoonPostprocessor
@@ -196,8 +225,9 @@ def is_registered() -> bool:
 
 def choices(kind: str) -> list:
     """Names OpenOOD (with MOON's added) accepts for ``kind`` in network | trainer | pipeline |
-    postprocessor. OpenOOD's factories hold their names in function-local dicts or if/elif chains, so
-    they are read from the factory's source (``'name':`` keys, ``.name == 'name'`` tests)."""
+    postprocessor | preprocessor. OpenOOD's factories hold their names in function-local dicts or
+    if/elif chains, so they are read from the factory's source (``'name':`` keys, ``.name == 'name'``
+    tests)."""
     import inspect
     import re
 
@@ -208,12 +238,14 @@ def choices(kind: str) -> list:
         return sorted(eval_postprocessors.postprocessors)
     import openood.networks.utils as network_utils
     import openood.pipelines.utils as pipeline_utils
+    import openood.preprocessors.utils as preprocessor_utils
     import openood.trainers.utils as trainer_utils
     from openood_moon.networks import NETWORKS
 
     module, attr, ours = {"network": (network_utils, "get_network", {NETWORK, *NETWORKS}),
                           "trainer": (trainer_utils, "get_trainer", {TRAINER}),
-                          "pipeline": (pipeline_utils, "get_pipeline", {PIPELINE})}[kind]
+                          "pipeline": (pipeline_utils, "get_pipeline", {PIPELINE}),
+                          "preprocessor": (preprocessor_utils, "get_preprocessor", {PREPROCESSOR})}[kind]
     source = inspect.getsource(getattr(getattr(module, attr), _ORIGINAL))
     names = re.findall(r"^\s*'(\w+)'\s*:", source, re.M) + re.findall(r"\.name\s*==\s*'(\w+)'", source)
     return sorted(set(names) | ours)

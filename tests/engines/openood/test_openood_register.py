@@ -24,7 +24,8 @@ def test_register_twice_changes_nothing():
 
     register()
     before = _openood_bindings()
-    assert register() == {"get_network": 0, "get_trainer": 0, "get_pipeline": 0, "get_postprocessor": 0}
+    assert register() == {"get_network": 0, "get_trainer": 0, "get_pipeline": 0, "get_postprocessor": 0,
+                          "get_preprocessor": 0}
     assert _openood_bindings() == before
 
 
@@ -32,16 +33,20 @@ def test_no_module_keeps_an_original_factory():
     import openood.networks.utils as nu
     import openood.pipelines.utils as pu
     import openood.postprocessors.utils as ppu
+    import openood.preprocessors.utils as pru
     import openood.trainers.utils as tu
 
-    originals = {f.__wrapped__ for f in (nu.get_network, tu.get_trainer, pu.get_pipeline, ppu.get_postprocessor)}
-    assert len(originals) == 4
+    originals = {f.__wrapped__ for f in (nu.get_network, tu.get_trainer, pu.get_pipeline, ppu.get_postprocessor,
+                                         pru.get_preprocessor)}
+    assert len(originals) == 5
     holders = [(name, attr) for name, mod in list(sys.modules.items())
                if mod is not None and name.startswith("openood")
                for attr, value in list(vars(mod).items()) if any(value is o for o in originals)]
     assert holders == []
     # a consumer module picked at random sees the wrapper
     assert importlib.import_module("openood.pipelines.train_pipeline").get_network is nu.get_network
+    # get_dataloader's module holds its own copy of get_preprocessor
+    assert importlib.import_module("openood.datasets.utils").get_preprocessor is pru.get_preprocessor
 
 
 def test_moon_network_and_own_backbones_resolve():
