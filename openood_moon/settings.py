@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
@@ -92,31 +93,65 @@ class TrainSettings:
                   sparse=_section(SparseSettings, cfg.get("sparse"), "sparse"),
                   moon=_section(MoonSettings, cfg.get("moon"), "moon"),
                   evaluation=_section(EvaluationSettings, cfg.get("evaluation"), "evaluation"),
-                  seed=_coerce(cfg.get("seed", 0) or 0, int, "seed"))
+                  seed=0 if cfg.get("seed") is None else _coerce(cfg["seed"], int, "seed"))
         out.validate()
         return out
 
     def validate(self) -> None:
-        o, s, m = self.optimizer, self.sparse, self.moon
+        """Range checks on every key, then the relations between keys; the first violation raises
+        :class:`ConfigError` naming the key, the value and what is allowed.
+
+        Relations: MOON's warm-up ends before the vote starts (``warmup_epochs + vote_epochs <=
+        num_epochs``: the vote never averages a warm-up model); Nesterov needs momentum (torch's SGD).
+        ``sparse.end`` may lie anywhere in [0, 1]: the trainer freezes the topology at ``end`` or at the
+        start of the last ``moon.vote_epochs`` epochs, whichever comes first, so the averaged model
+        is as sparse as each snapshot.
+        """
+        o, s, m, e = self.optimizer, self.sparse, self.moon, self.evaluation
+        _check(o.num_epochs >= 1, "optimizer.num_epochs", o.num_epochs, "an integer >= 1")
+        _check(o.lr > 0, "optimizer.lr", o.lr, "a number > 0")
+        _check(o.lr_ini > 0, "optimizer.lr_ini", o.lr_ini, "a number > 0 (a factor of optimizer.lr)")
+        _check(o.lr_end >= 0, "optimizer.lr_end", o.lr_end, "a number >= 0 (a factor of optimizer.lr)")
+        _check(0 <= o.momentum < 1, "optimizer.momentum", o.momentum, "in [0, 1)")
+        _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "a number >= 0")
+        _check(not o.nesterov or o.momentum > 0, "optimizer.nesterov", o.nesterov,
+               f"false when optimizer.momentum is 0 (Nesterov needs momentum; momentum is {o.momentum})")
         if s.method not in METHOD_CHOICES:
             raise ConfigError(f"unknown sparse.method {s.method!r}; valid choices: {', '.join(METHOD_CHOICES)}")
         if s.init not in INIT_CHOICES:
             raise ConfigError(f"unknown sparse.init {s.init!r}; valid choices: {', '.join(INIT_CHOICES)}")
-        _check(0 < s.density <= 1, f"sparse.density must be in (0, 1], got {s.density}")
-        _check(0 <= s.drop_fraction < 1, f"sparse.drop_fraction must be in [0, 1), got {s.drop_fraction}")
-        _check(s.interval >= 1, f"sparse.interval must be >= 1 step, got {s.interval}")
-        _check(0 <= s.end <= 1, f"sparse.end is a fraction of training in [0, 1], got {s.end}")
-        _check(o.num_epochs >= 1, f"optimizer.num_epochs must be >= 1, got {o.num_epochs}")
-        _check(o.lr > 0, f"optimizer.lr must be positive, got {o.lr}")
+        _check(0 < s.density <= 1, "sparse.density", s.density, "in (0, 1]")
+        _check(0 <= s.drop_fraction < 1, "sparse.drop_fraction", s.drop_fraction, "in [0, 1)")
+        _check(s.interval >= 1, "sparse.interval", s.interval, "an integer >= 1 (steps)")
+        _check(0 <= s.end <= 1, "sparse.end", s.end, "a fraction of training in [0, 1]")
+        _check(m.alpha_final > 0, "moon.alpha_final", m.alpha_final, "a number > 0")
+        _check(m.init_factor > 0, "moon.init_factor", m.init_factor, "a number > 0")
+        _check(0 < m.ewma_mu <= 1, "moon.ewma_mu", m.ewma_mu, "in (0, 1]")
+        _check(m.warmup_epochs >= 0, "moon.warmup_epochs", m.warmup_epochs, "an integer >= 0")
+        _check(m.vote_epochs >= 0, "moon.vote_epochs", m.vote_epochs, "an integer >= 0")
+        _check(m.snapshots_per_epoch >= 1, "moon.snapshots_per_epoch", m.snapshots_per_epoch, "an integer >= 1")
         if self.uses_unknown:
-            _check(1 <= m.warmup_epochs < o.num_epochs,
-                   f"moon.warmup_epochs ({m.warmup_epochs}) must be in [1, optimizer.num_epochs={o.num_epochs}): "
-                   f"the α tuner starts from the loss averaged over the warm-up")
-        _check(m.vote_epochs >= 0, f"moon.vote_epochs must be >= 0, got {m.vote_epochs}")
+            _check(1 <= m.warmup_epochs < o.num_epochs, "moon.warmup_epochs", m.warmup_epochs,
+                   f"in [1, optimizer.num_epochs={o.num_epochs}): the α tuner starts from the loss averaged "
+                   "over the warm-up", style="paren")
         if self.vote_epochs:
-            _check(0 < m.vote_epochs < o.num_epochs,
-                   f"moon.vote_epochs ({m.vote_epochs}) must be in [1, optimizer.num_epochs={o.num_epochs})")
-            _check(m.snapshots_per_epoch >= 1, f"moon.snapshots_per_epoch must be >= 1")
+            _check(0 < m.vote_epochs < o.num_epochs, "moon.vote_epochs", m.vote_epochs,
+                   f"in [1, optimizer.num_epochs={o.num_epochs})", style="paren")
+        if self.uses_unknown and self.vote_epochs:
+            _check(m.warmup_epochs + m.vote_epochs <= o.num_epochs, "moon.warmup_epochs + moon.vote_epochs",
+                   m.warmup_epochs + m.vote_epochs, f"<= optimizer.num_epochs={o.num_epochs}: the vote must "
+                   "not average warm-up models (shorten one of them or train longer)", style="paren")
+        _check(len(e.postprocessors) > 0 and all(isinstance(p, str) and p for p in e.postprocessors),
+               "evaluation.postprocessors", e.postprocessors, "a non-empty list of postprocessor names")
+        repeated = sorted({p for p in e.postprocessors if e.postprocessors.count(p) > 1})
+        _check(not repeated, "evaluation.postprocessors", e.postprocessors, f"listed once each ({repeated[:1]} twice)")
+        for pp, args in e.postprocessor_args.items():
+            _check(isinstance(pp, str) and isinstance(args, dict) and all(isinstance(k, str) for k in args),
+                   f"evaluation.postprocessor_args.{pp}", args,
+                   "a mapping of setting names to values, e.g. {knn: {k: 50}}")
+        _check(e.batch_size >= 0, "evaluation.batch_size", e.batch_size,
+               "an integer >= 0 (0: the dataset's test batch size)")
+        _check(0 <= self.seed < 2 ** 32, "seed", self.seed, "an integer in [0, 2**32)")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,6 +169,8 @@ def default_config() -> Dict[str, Any]:
 def _section(kind, values, name: str, lenient: bool = False):
     """Build dataclass ``kind`` from ``values``; unknown keys are errors unless ``lenient``
     (the optimizer section is shared with OpenOOD, which has keys of its own)."""
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"{name} must be a mapping of keys to values, got {values!r}")
     values = dict(values or {})
     names = {f.name: f for f in dataclasses.fields(kind)}
     unknown = [k for k in values if k not in names]
@@ -149,22 +186,37 @@ def _section(kind, values, name: str, lenient: bool = False):
 
 
 def _coerce(value, typ, key):
+    """``value`` as the key's type: bools and strings must be exactly that; ints accept whole numbers
+    (``3.0``, not ``2.5``); floats accept numbers and numeric strings (YAML reads ``5e-4`` as a
+    string), finite only; lists and mappings must be lists and mappings."""
     if typ is bool:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if typ in (list, dict):
+    if typ in (list, dict, str):
         if isinstance(value, typ):
             return value
-        raise ConfigError(f"{key} must be a {'list' if typ is list else 'mapping'}, got {value!r}")
-    if typ is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
+        kind = {list: "list", dict: "mapping", str: "string"}[typ]
+        raise ConfigError(f"{key} must be a {kind}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key} must be {'an integer' if typ is int else 'a number'}, got {value!r}")
     try:
-        return typ(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a {typ.__name__}, got {value!r}") from None
+        number = float(value) if isinstance(value, str) and typ is float else value
+        if typ is float:
+            number = float(number)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        if isinstance(number, float) and not number.is_integer():
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{key} must be {'an integer' if typ is int else 'a finite number'}, "
+                          f"got {value!r}") from None
 
 
-def _check(ok: bool, message: str) -> None:
+def _check(ok: bool, key: str, value, allowed: str, style: str = "plain") -> None:
+    """``key must be <allowed>, got <value>`` (``style='paren'``: ``key (<value>) must be <allowed>``)."""
     if not ok:
-        raise ConfigError(message)
+        raise ConfigError(f"{key} ({value!r}) must be {allowed}" if style == "paren"
+                          else f"{key} must be {allowed}, got {value!r}")
