@@ -60,9 +60,7 @@ def test_configs_root_falls_back_to_the_checkout_without_a_package_copy(tmp_path
 
 def test_python_m_runs_the_cli_with_packaged_configs_from_any_directory(tmp_path):
     """Exit 2 naming the bad value (not 'config file not found') shows the packaged file was read."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-m", "openood_moon", "--config", MOON, "--engine", "standalone",
-                          "--sparse.method", "snip"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120, env=env)
+                          "--sparse.method", "snip"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "snip" in out.stderr and "rigl" in out.stderr and "not found" not in out.stderr

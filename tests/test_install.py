@@ -10,8 +10,14 @@ import zipfile
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOT_SOURCE = shutil.ignore_patterns(".git", "data", "results", "build", "dist", "*.egg-info", "__pycache__",
-                                    ".pytest_cache", "docs", "tests")
+NOT_SOURCE_TOP = {".git", "data", "results", "build", "dist", "docs", "tests"}   # at the top level only
+NOT_SOURCE = shutil.ignore_patterns("*.egg-info", "__pycache__", ".pytest_cache")
+
+
+def _modules(package_dir):
+    """Relative paths of the package's .py files (its configs symlink not followed)."""
+    return {os.path.relpath(os.path.join(d, f), package_dir) for d, _, files in os.walk(package_dir)
+            for f in files if f.endswith(".py")}
 
 
 def _run(args, cwd, timeout=300):
@@ -25,7 +31,8 @@ def _run(args, cwd, timeout=300):
 def source(tmp_path_factory):
     """A copy of the source tree (pip builds in place; the repository stays untouched)."""
     src = tmp_path_factory.mktemp("src") / "openood-moon"
-    shutil.copytree(REPO, src, symlinks=True, ignore=NOT_SOURCE)
+    shutil.copytree(REPO, src, symlinks=True, ignore=lambda d, names: (
+        NOT_SOURCE(d, names) | (NOT_SOURCE_TOP & set(names) if os.path.samefile(d, REPO) else set())))
     return src
 
 
@@ -37,7 +44,7 @@ def test_the_wheel_holds_every_config_and_the_console_script(source, tmp_path):
     configs = os.path.join(REPO, "configs")
     shipped = {os.path.relpath(os.path.join(d, f), configs) for d, _, files in os.walk(configs) for f in files}
     assert shipped and {f"openood_moon/configs/{rel}" for rel in shipped} <= names
-    assert "openood_moon/__main__.py" in names
+    assert {f"openood_moon/{rel}" for rel in _modules(os.path.join(REPO, "openood_moon"))} <= names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "openood-moon = openood_moon.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -52,7 +59,9 @@ def test_non_editable_install_runs_the_main_job_outside_the_repository(source, t
     work = tmp_path / "work"
     work.mkdir()
     where = _run([str(python), "-c", "import openood_moon; print(openood_moon.__file__)"], cwd=work)
-    assert where.stdout.strip().startswith(str(venv)), where.stdout       # the installed copy, not the repo
+    installed = os.path.dirname(where.stdout.strip())
+    assert installed.startswith(str(venv)), where.stdout                 # the installed copy, not the repo
+    assert _modules(installed) == _modules(os.path.join(REPO, "openood_moon"))   # none falls back to the repo
     out = _run([str(script), "--config", "configs/pipelines/train/moon.yml", "--engine", "standalone",
                 "--optimizer.num_epochs", "2", "--moon.warmup_epochs", "1", "--moon.vote_epochs", "1",
                 "--dataset.subset", "300", "--evaluation.postprocessors", "[msp,moon]"], cwd=work)
