@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError
-from .sparse import Masking, drop_count, layer_densities, maskable_parameters
+from .sparse import Masking, drop_count, layer_densities, maskable_parameters, seeded_generator
 from .sparse.density import BudgetLayer
 
 PRESET_CHOICES = ("default", "official")
@@ -211,7 +211,7 @@ class OfficialMasking(Masking):
         self.mask_step = 0
         device = next(iter(self.params.values())).device if self.params else torch.device("cpu")
         self.dropconnect = DropConnect({n: dense_init[n] for n in self.params}, dpnum,
-                                       torch.Generator(device=device).manual_seed(int(seed) + 1))
+                                       seeded_generator("dropconnect", seed, device))
 
     def _init_masks(self, model: nn.Module, density: float, init: str) -> None:
         densities = layer_densities(model, density, init)

@@ -24,7 +24,7 @@ from openood_moon.networks import OODNetwork, ResNet18_32x32
 from openood_moon.official import (DropConnect, OfficialMasking, OfficialPruneRate, bernoulli_growth, bernoulli_mask,
                                    official_is_snapshot_step, official_is_update_step, official_layer_prune_rates,
                                    official_snapshot_after_epoch, official_snapshots_per_epoch, preset_name)
-from openood_moon.sparse import budget_layers, layer_densities
+from openood_moon.sparse import Masking, budget_layers, layer_densities, seeded_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,8 +96,8 @@ class ReleasedMasking:
         named = dict(model.named_parameters())
         self.layers = [(layer.name, layer.members) for layer in layers]
         self.params = {n: named[n] for _, members in self.layers for n in members}
-        self.g_init = torch.Generator().manual_seed(seed)           # erdos_renyi_init, random_growth
-        self.g_dp = torch.Generator().manual_seed(seed + 1)         # dp_generate
+        self.g_init = seeded_generator("masks", seed)               # erdos_renyi_init, random_growth
+        self.g_dp = seeded_generator("dropconnect", seed)           # dp_generate
         self.mask = {name: (torch.rand(sum(self.params[n].numel() for n in members), generator=self.g_init)
                             < densities[name]).float() for name, members in self.layers}
         self.w_raw = {n: p.data for n, p in self.params.items()}    # the dense initial weights
@@ -295,7 +295,7 @@ def test_bernoulli_masks_are_the_released_erdos_renyi_init():
     net = MoonNet(ResNet18_32x32(10))
     dens = layer_densities(net, 0.1)
     masking = OfficialMasking(net, "rigl", density=0.1, seed=4, steps_per_epoch=391, end_epoch=70)
-    g = torch.Generator().manual_seed(4)
+    g = seeded_generator("masks", 4)
     counts = {}
     for layer in budget_layers(net):
         expected = torch.rand(layer.numel, generator=g) < dens[layer.name]
@@ -305,6 +305,20 @@ def test_bernoulli_masks_are_the_released_erdos_renyi_init():
     exact = {l.name: round(dens[l.name] * l.numel) for l in budget_layers(net)}
     assert counts != exact                                             # Bernoulli, not exact counts
     assert bernoulli_mask(10, 1.0, g).all() and not bernoulli_mask(10, 0.0, g).any()
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_masks_do_not_pick_weights_by_value_when_init_and_masks_share_a_seed(official):
+    """A Bernoulli mask ``rand < d`` from the stream that drew a uniform init keeps only its most negative
+    weights (a dead network); the mask generator's stream must differ from ``torch.manual_seed(seed)``'s."""
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = ResNet18_32x32(10, width=16)
+        masking = (OfficialMasking(net, "static", 0.1, seed=seed, steps_per_epoch=10, end_epoch=1) if official
+                   else Masking(net, "static", 0.1, seed=seed))
+        kept = net.layer4[1].conv2.weight.detach()
+        kept = kept[masking.masks["layer4.1.conv2.weight"]]
+        assert abs(float((kept > 0).float().mean()) - 0.5) < 0.05, (seed, float((kept > 0).float().mean()))
 
 
 def test_update_steps_count_the_interval_within_each_epoch():

@@ -24,6 +24,7 @@ Subclasses (``openood_moon.official``) override the hooks ``_init_masks``, ``dro
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Dict, Iterator, List, Optional
 
@@ -40,6 +41,14 @@ def cosine_drop_fraction(step: int, initial: float, end_step: int) -> float:
     if end_step <= 0 or step >= end_step:
         return 0.0
     return initial * 0.5 * (1.0 + math.cos(math.pi * step / end_step))
+
+
+def seeded_generator(purpose: str, seed: int, device="cpu") -> torch.Generator:
+    """A generator for ``purpose`` whose seed is SHA-256 of ``purpose`` and ``seed``: its stream is not the
+    one ``torch.manual_seed(seed)`` gave the weight init (a mask drawn as ``rand < density`` from that
+    stream would keep exactly the most negative weights of a uniform init)."""
+    digest = hashlib.sha256(f"openood_moon.{purpose}.{int(seed)}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def drop_count(fraction: float, active: int) -> int:
@@ -62,7 +71,7 @@ class Masking:
             raise ValueError(f"sparse.interval must be a positive step count, got {interval!r}")
         self.method, self.drop_fraction = method, float(drop_fraction)
         self.interval, self.end_step = int(interval), int(end_step)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.generator = seeded_generator("masks", seed)
         self.layers: List[BudgetLayer] = []
         self.params: Dict[str, nn.Parameter] = {}
         self.masks: Dict[str, torch.Tensor] = {}
