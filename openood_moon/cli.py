@@ -2,7 +2,8 @@
 ``--config a.yml b.yml … --key.sub value`` (see :mod:`openood_moon.job_config` for the defaults).
 
 The engine is OpenOOD when it is importable, else the standalone one; ``--engine`` forces either.
-Every user error (unknown key, name, value) exits with status 2 and a message naming it.
+Every user error (unknown key, name, value) exits with status 2 and a message naming it; Ctrl-C
+exits 130 and a failed write into the run folder (disk full) exits 1, both saying how to resume.
 """
 from __future__ import annotations
 
@@ -21,16 +22,28 @@ STANDALONE_NAMES = {"pipeline": ("train_moon",), "trainer": ("moon",)}
 
 def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     parser = argparse.ArgumentParser(
-        description="Train and evaluate MOON / sparse / dense models (OpenOOD-style configs).",
+        prog="openood-moon", description="Train and evaluate MOON / sparse / dense models (OpenOOD-style configs).",
         epilog="Any --key.sub value after the config files overrides a key those files declare.")
     parser.add_argument("--config", nargs="+", default=[],
                         help="YAML files stacked left to right (default: the embedded MOON job)")
     parser.add_argument("--engine", default="auto",
                         help="openood | standalone | auto (OpenOOD when importable)")
+    parser.add_argument("--preset", default="default",
+                        help="official: the released MOON code's training behaviour, stacked after the "
+                             "configs (configs/presets/official.yml); default: ours (README, Method notes)")
     args, overrides = parser.parse_known_args(list(argv))
     if args.engine not in ENGINE_CHOICES:
         raise ConfigError(f"unknown --engine {args.engine!r}; valid choices: {', '.join(ENGINE_CHOICES)}")
     return args, overrides
+
+
+def preset_files(name: str) -> List[str]:
+    """``--preset official`` -> ``configs/presets/official.yml``; ``default`` adds nothing."""
+    from .official import PRESET_CHOICES
+
+    if name not in PRESET_CHOICES:
+        raise ConfigError(f"unknown --preset {name!r}; valid choices: {', '.join(PRESET_CHOICES)}")
+    return [] if name == "default" else [f"configs/presets/{name}.yml"]
 
 
 def check_standalone_names(cfg) -> None:
@@ -57,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args, overrides = parse_args(argv)
         engine = choose_engine(args.engine)
-        cfg = job_config(args.config, overrides)
+        cfg = job_config(args.config + preset_files(args.preset), overrides)
         if engine == "standalone":
             check_standalone_names(cfg)
     except ConfigError as err:
@@ -74,4 +87,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # the run path's RunInterrupted says what was saved
+        print(str(err) or "interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as err:
+        from .run_path import RunStopped
+
+        if not isinstance(err, RunStopped):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -12,6 +12,16 @@ provenance columns), ``<root>/ood/<pp>.csv`` (mean ± std over seeds), ``metrics
 
 A run folder that holds a ``config.yml`` different from the new one (keys in :data:`IGNORED_KEYS`
 aside) is refused, naming the keys; ``evaluation.resume: false`` retrains from scratch instead.
+
+Reliability: one process at a time holds a run folder (``run.lock``, :mod:`.run_lock`; a live holder
+is refused with its pid and host, a dead one's lock is taken over). A resumed ``checkpoint.pt`` must
+be a complete training checkpoint of this run (settings, network and mask names and shapes;
+:func:`~.checkpoint.training_checkpoint_mismatch`), else :class:`ConfigError` says what differs.
+Killed at any moment, the same command resumes from the last complete epoch and ends bitwise equal
+to an uninterrupted run (data order and augmentation are seeded per epoch; the checkpoint holds
+every RNG the training draws from). Ctrl-C keeps the last complete epoch and raises
+:class:`RunInterrupted` (exit 130); a failed checkpoint write (disk full) raises :class:`RunStopped`
+(exit 1) and leaves the previous checkpoint in place.
 """
 from __future__ import annotations
 
@@ -28,10 +38,11 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint, training_checkpoint_mismatch
 from .config import ConfigError
 from .moon.net import export_state_dict
 from .results import provenance, with_provenance, write_run_tables
+from .run_lock import RunLock
 from .run_log import run_logger
 from .settings import TrainSettings
 from .trainer import MoonTrainer
@@ -39,6 +50,17 @@ from .trainer import MoonTrainer
 # keys that may change between a run and its resume without changing the result
 IGNORED_KEYS = ("evaluation.resume", "evaluation.plots", "num_workers", "device")
 RUN_FILES = ("checkpoint.pt", "best.ckpt", "moon_net.ckpt", "ood.csv", "metrics.json")
+RESUME_HINT = ("move it away to train from scratch, choose another --output_dir, or pass "
+               "--evaluation.resume false to retrain there from scratch")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the last complete epoch is saved; the message says how to resume (the CLI exits 130)."""
+
+
+class RunStopped(Exception):
+    """A write into the run folder failed (disk full, ...); the last complete checkpoint is intact and
+    the same command resumes from it (the CLI exits 1)."""
 
 
 class Evaluation:
@@ -145,24 +167,71 @@ def run(engine: Engine, settings: TrainSettings, progress: bool = True) -> Dict[
     cfg, run_dir = engine.resolve(settings)
     run_dir = Path(run_dir).absolute()
     main = is_main_process()
+    lock = RunLock(run_dir).acquire() if main else None   # ConfigError while another live run holds it
+    try:
+        return _run_held(engine, settings, cfg, run_dir, main, progress)
+    except KeyboardInterrupt:
+        ckpt = run_dir / "checkpoint.pt"
+        saved = (f"{ckpt} holds the last complete epoch" if ckpt.exists()
+                 else "no epoch was complete, nothing to resume from")
+        raise RunInterrupted(f"interrupted: {saved}; run the same command again to resume") from None
+    finally:
+        if lock:
+            lock.release()
+
+
+def _save(obj: Any, path: Path, ckpt: Path) -> None:
+    """``save_checkpoint``; a failed write (disk full, ...) becomes :class:`RunStopped`."""
+    try:
+        save_checkpoint(obj, str(path))
+    except OSError as err:
+        kept = f"{ckpt} keeps the last complete epoch" if ckpt.exists() else "no checkpoint was written yet"
+        raise RunStopped(f"could not write {path}: {err.strerror or err}; {kept}. Free space (or fix the "
+                         "folder) and run the same command again to resume") from err
+
+
+def _read_checkpoint(ckpt: Path, settings: TrainSettings) -> Dict[str, Any]:
+    """The training checkpoint to resume from; ConfigError when truncated, foreign or from other settings."""
+    try:
+        saved = load_checkpoint(str(ckpt))
+    except ConfigError as err:
+        raise ConfigError(f"{err}; {RESUME_HINT}") from None
+    problems = training_checkpoint_mismatch(saved, settings=settings.training_dict())
+    if problems:
+        raise ConfigError(f"{ckpt} does not belong to this run: {'; '.join(problems)}; {RESUME_HINT}")
+    return saved
+
+
+def _run_held(engine: Engine, settings: TrainSettings, cfg: Dict[str, Any], run_dir: Path, main: bool,
+              progress: bool) -> Dict[str, Any]:
+    """:func:`run` while holding the run folder."""
     state = check_previous_run(run_dir, cfg, settings.evaluation.resume) if main else "fresh"
     if state == "finished":
         print(f"finished run with the same config found, skipped: {run_dir}", flush=True)
         return {"run_dir": run_dir, "table": None, "id": None, "skipped": True}
+    ckpt = run_dir / "checkpoint.pt"
     if main:
+        remove_partial_writes(run_dir)                   # temporaries of a write that was killed
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_yaml(cfg, run_dir / "config.yml")
+    saved = _read_checkpoint(ckpt, settings) if state == "resume" else None
     log = run_logger(run_dir) if main else None
 
     seed_everything(settings.seed)
     net, train_loader, device = engine.build(settings)
+    if len(train_loader) == 0:
+        raise ConfigError("the training set is empty (no batch to train on): check the dataset's image lists, "
+                          "data_root and dataset.subset")
     trainer = engine.make_trainer(net, train_loader, settings, device)
-    ckpt = run_dir / "checkpoint.pt"
-    if state == "resume":
+    if saved is not None:
+        problems = training_checkpoint_mismatch(saved, expected=trainer.state_dict())
         try:
-            trainer.load_state_dict(load_checkpoint(str(ckpt)))
-        except ValueError as err:
-            raise ConfigError(f"{ckpt}: {err}; use another output_dir or --evaluation.resume false") from None
+            if not problems:
+                trainer.load_state_dict(saved)
+        except (ValueError, RuntimeError, KeyError, TypeError) as err:
+            problems = [str(err).splitlines()[0]]
+        if problems:
+            raise ConfigError(f"{ckpt} does not belong to this run: {'; '.join(problems)}; {RESUME_HINT}")
         print(f"resumed from {ckpt} at epoch {trainer.epoch}", flush=True)
     if log:
         log.info("engine %s, device %s, %d train steps/epoch, settings %s", engine.name, device,
@@ -171,24 +240,34 @@ def run(engine: Engine, settings: TrainSettings, progress: bool = True) -> Dict[
     epochs = settings.optimizer.num_epochs
     bar = tqdm(total=epochs, initial=trainer.epoch, desc="train", unit="epoch",
                disable=not (progress and main), file=sys.stdout)
-    while trainer.epoch < epochs:
-        metrics = trainer.train_epoch()
-        engine.after_epoch(trainer, metrics, main)
-        if main:
+    saved_epoch, boundary = trainer.epoch, None
+    try:
+        while trainer.epoch < epochs:
+            boundary = None
+            metrics = trainer.train_epoch()
+            boundary = trainer.epoch                     # a complete epoch: the state may be saved
+            engine.after_epoch(trainer, metrics, main)
+            if main:
+                _save(trainer.state_dict(), ckpt, ckpt)
+                saved_epoch = trainer.epoch
+                log.info("epoch %s", json.dumps({k: v for k, v in metrics.items()
+                                                 if isinstance(v, (int, float, str, type(None)))}))
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['train_acc']:.3f}",
+                            density=f"{metrics['density']:.3f}")
+            bar.update(1)
+    except KeyboardInterrupt:
+        if main and boundary is not None and boundary != saved_epoch:
             save_checkpoint(trainer.state_dict(), str(ckpt))
-            log.info("epoch %s", json.dumps({k: v for k, v in metrics.items()
-                                             if isinstance(v, (int, float, str, type(None)))}))
-        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['train_acc']:.3f}",
-                        density=f"{metrics['density']:.3f}")
-        bar.update(1)
-    bar.close()
+        raise
+    finally:
+        bar.close()
 
     model = trainer.model_for_eval()
     engine.after_training(model, main)
     if not main:
         return {"run_dir": run_dir, "table": None, "id": None, "skipped": False}
-    save_checkpoint(export_state_dict(model), str(run_dir / "best.ckpt"))
-    save_checkpoint({k: v.detach().cpu() for k, v in model.state_dict().items()}, str(run_dir / "moon_net.ckpt"))
+    _save(export_state_dict(model), run_dir / "best.ckpt", ckpt)
+    _save({k: v.detach().cpu() for k, v in model.state_dict().items()}, run_dir / "moon_net.ckpt", ckpt)
 
     result = engine.evaluate(model, settings, run_dir)
     tables = {pp: with_provenance(table, provenance(engine.name, result.settings[pp], result.searched[pp],

@@ -65,11 +65,17 @@ class EvaluationSettings:
 
 
 @dataclass
+class PresetSettings:
+    name: str = "default"            # default | official (the released code's quirks: openood_moon/official.py)
+
+
+@dataclass
 class TrainSettings:
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     sparse: SparseSettings = field(default_factory=SparseSettings)
     moon: MoonSettings = field(default_factory=MoonSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    preset: PresetSettings = field(default_factory=PresetSettings)
     seed: int = 0
 
     @property
@@ -93,8 +99,10 @@ class TrainSettings:
                   sparse=_section(SparseSettings, cfg.get("sparse"), "sparse"),
                   moon=_section(MoonSettings, cfg.get("moon"), "moon"),
                   evaluation=_section(EvaluationSettings, cfg.get("evaluation"), "evaluation"),
+                  preset=_section(PresetSettings, cfg.get("preset"), "preset"),
                   seed=0 if cfg.get("seed") is None else _coerce(cfg["seed"], int, "seed"))
         out.validate()
+        check_dataset(cfg.get("dataset"))
         return out
 
     def validate(self) -> None:
@@ -152,6 +160,10 @@ class TrainSettings:
         _check(e.batch_size >= 0, "evaluation.batch_size", e.batch_size,
                "an integer >= 0 (0: the dataset's test batch size)")
         _check(0 <= self.seed < 2 ** 32, "seed", self.seed, "an integer in [0, 2**32)")
+        from .official import PRESET_CHOICES  # lazy: official imports the sparse package
+
+        if self.preset.name not in PRESET_CHOICES:
+            raise ConfigError(f"unknown preset.name {self.preset.name!r}; valid choices: {', '.join(PRESET_CHOICES)}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,6 +176,22 @@ class TrainSettings:
 def default_config() -> Dict[str, Any]:
     """Every settings key with its default, in config form (the base under the YAML files)."""
     return {k: v for k, v in TrainSettings().to_dict().items()}
+
+
+def check_dataset(section) -> None:
+    """The dataset keys every engine reads: ``subset`` (null, or the first N >= 1 items of every list)
+    and the splits' ``batch_size`` (integers >= 1)."""
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise ConfigError(f"dataset must be a mapping of keys to values, got {section!r}")
+    subset = section.get("subset")
+    _check(subset is None or (type(subset) is int and subset >= 1), "dataset.subset", subset,
+           "null (every item) or an integer >= 1 (the first N items of every list)")
+    for split in ("train", "val", "test"):
+        size = section[split].get("batch_size") if isinstance(section.get(split), dict) else None
+        _check(size is None or (type(size) is int and size >= 1), f"dataset.{split}.batch_size", size,
+               "an integer >= 1")
 
 
 def _section(kind, values, name: str, lenient: bool = False):
