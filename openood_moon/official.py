@@ -198,8 +198,9 @@ class OfficialMasking(Masking):
     ``steps_per_epoch``: the loader length, for the within-epoch interval count.
     """
 
-    def __init__(self, model: nn.Module, method: str = "rigl", density: float = 0.1, init: str = "erk",
-                 drop_fraction: float = 0.3, interval: int = 80, steps_per_epoch: int = 1,
+    def __init__(self, model: nn.Module, method: Optional[str] = None, density: Optional[float] = None,
+                 init: Optional[str] = None, drop_fraction: Optional[float] = None,
+                 interval: Optional[int] = None, steps_per_epoch: int = 1,
                  end_epoch: int = 0, seed: int = 0, horizon: int = PRUNE_RATE_HORIZON,
                  dpnum: int = DROPCONNECT_DPNUM):
         dense_init = {n: p.detach().clone() for n, p in maskable_parameters(model)}
@@ -207,7 +208,7 @@ class OfficialMasking(Masking):
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.steps_per_epoch, self.end_epoch = int(steps_per_epoch), int(end_epoch)
-        self.prune_rate = OfficialPruneRate(drop_fraction, horizon)
+        self.prune_rate = OfficialPruneRate(self.drop_fraction, horizon)
         self.mask_step = 0
         device = next(iter(self.params.values())).device if self.params else torch.device("cpu")
         self.dropconnect = DropConnect({n: dense_init[n] for n in self.params}, dpnum,

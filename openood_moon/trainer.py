@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ConfigError
 from .moon import AlphaTuner, WeightVote, moon_loss, moon_lr, recalibrate_batchnorm, tuner_statistic
 from .netutils import fc_layer, has_unknown_head, unpack_batch, unwrap
 from .settings import TrainSettings
@@ -49,8 +50,22 @@ class MoonTrainer:
         o = s.optimizer
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=o.lr * o.lr_ini, momentum=o.momentum,
                                          weight_decay=o.weight_decay, nesterov=o.nesterov)
-        self.masking = Masking(self.module, s.sparse.method, s.sparse.density, s.sparse.init,
-                               s.sparse.drop_fraction, s.sparse.interval, self.end_step, seed=s.seed)
+        self.official = s.preset.name == "official"
+        if self.official:  # the released code's quirks (openood_moon/official.py)
+            from .official import OfficialMasking, official_snapshots_per_epoch
+
+            self.masking = OfficialMasking(
+                self.module, s.sparse.method, s.sparse.density, s.sparse.init, s.sparse.drop_fraction,
+                s.sparse.interval, steps_per_epoch=self.steps_per_epoch,
+                end_epoch=min(round(s.sparse.end * epochs), s.cosine_epochs), seed=s.seed)
+            if s.vote_epochs:
+                try:
+                    self.official_snapshots = official_snapshots_per_epoch(self.steps_per_epoch)
+                except ValueError as err:
+                    raise ConfigError(f"preset official: {err}") from None
+        else:
+            self.masking = Masking(self.module, s.sparse.method, s.sparse.density, s.sparse.init,
+                                   s.sparse.drop_fraction, s.sparse.interval, self.end_step, seed=s.seed)
         self.tuner = (AlphaTuner(s.moon.alpha_final, s.moon.init_factor, s.moon.warmup_epochs, epochs,
                                  s.moon.ewma_mu) if s.uses_unknown else None)
         self.vote = WeightVote() if s.vote_epochs else None
@@ -66,7 +81,8 @@ class MoonTrainer:
         if epoch >= self.settings.optimizer.num_epochs:
             raise ValueError(f"training already finished after {self.settings.optimizer.num_epochs} epochs")
         self._seed_data_order(epoch)
-        alpha = self.tuner.start_epoch(epoch) if self.tuner else None
+        if self.tuner:
+            self.tuner.start_epoch(epoch)
         self.net.train()
         start, loss_sum, correct, seen, updates = time.time(), 0.0, 0, 0, 0
         for i, batch in enumerate(self.train_loader):
@@ -76,8 +92,8 @@ class MoonTrainer:
             self.step += 1
             if self.tuner:
                 logits = self.net(x, return_unknown=True)
+                alpha = self.tuner.observe(tuner_statistic(logits, y))  # α0 after the first post-warm-up fold
                 loss = moon_loss(logits, y, alpha)
-                self.tuner.observe(tuner_statistic(logits, y))
             else:
                 logits = self.net(x)
                 loss = F.cross_entropy(logits, y)
@@ -92,11 +108,17 @@ class MoonTrainer:
             loss_sum += loss.item() * len(y)
             correct += int((logits[:, : self.module_classes].argmax(1) == y).sum())
             seen += len(y)
+        if self.vote and self.official:
+            from .official import official_snapshot_after_epoch
+
+            if official_snapshot_after_epoch(epoch, self.vote_start):  # the released vote's first model
+                self.vote.add(self.module)
         self.epoch += 1
         if self.vote and self.epoch == self.settings.optimizer.num_epochs:
             self.finalize_vote()
         return {"epoch_idx": epoch, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                "lr": lr, "alpha": alpha, "density": self.masking.density(), "mask_updates": updates,
+                "lr": lr, "alpha": self.tuner.alpha if self.tuner else None,
+                "density": self.masking.density(), "mask_updates": updates,
                 "snapshots": self.vote.count if self.vote else 0, "seconds": time.time() - start}
 
     def fit(self, callback: Optional[Callable[[Dict[str, Any]], None]] = None) -> nn.Module:
@@ -129,7 +151,12 @@ class MoonTrainer:
             self.train_loader.generator.manual_seed(self.settings.seed * 100_003 + epoch)
 
     def _is_snapshot_step(self, i: int) -> bool:
-        """True on ``snapshots_per_epoch`` steps spread evenly over an epoch (its last step included)."""
+        """True on ``snapshots_per_epoch`` steps spread evenly over an epoch (its last step included);
+        under the official preset on the first floor(T/10) steps of the epoch (the released vote)."""
+        if self.official:
+            from .official import official_is_snapshot_step
+
+            return official_is_snapshot_step(i + 1, self.steps_per_epoch)
         n, steps = self.settings.moon.snapshots_per_epoch, self.steps_per_epoch
         return (i + 1) * n // steps > i * n // steps
 

@@ -13,8 +13,20 @@ from typing import Optional
 
 
 class AlphaTuner:
-    def __init__(self, alpha_final: float = 1.0, init_factor: float = 64.0, warmup_epochs: int = 5,
-                 total_epochs: int = 100, ewma_mu: float = 0.05):
+    """Settings left out (``None``) take the defaults of :class:`openood_moon.settings.MoonSettings`
+    (``total_epochs``: ``OptimizerSettings.num_epochs``), the one place defaults live."""
+
+    def __init__(self, alpha_final: Optional[float] = None, init_factor: Optional[float] = None,
+                 warmup_epochs: Optional[int] = None, total_epochs: Optional[int] = None,
+                 ewma_mu: Optional[float] = None):
+        from ..settings import MoonSettings, OptimizerSettings  # lazy: settings imports openood_moon.sparse
+
+        moon, optimizer = MoonSettings(), OptimizerSettings()
+        alpha_final = moon.alpha_final if alpha_final is None else alpha_final
+        init_factor = moon.init_factor if init_factor is None else init_factor
+        warmup_epochs = moon.warmup_epochs if warmup_epochs is None else warmup_epochs
+        total_epochs = optimizer.num_epochs if total_epochs is None else total_epochs
+        ewma_mu = moon.ewma_mu if ewma_mu is None else ewma_mu
         if warmup_epochs >= total_epochs:
             raise ValueError(f"moon.warmup_epochs ({warmup_epochs}) must be smaller than "
                              f"optimizer.num_epochs ({total_epochs})")

@@ -57,11 +57,22 @@ def drop_count(fraction: float, active: int) -> int:
 
 
 class Masking:
-    """Owns one boolean mask per conv/linear weight of ``model`` and keeps the weights on it."""
+    """Owns one boolean mask per conv/linear weight of ``model`` and keeps the weights on it.
 
-    def __init__(self, model: nn.Module, method: str = "rigl", density: float = 0.1,
-                 init: str = "erk", drop_fraction: float = 0.3, interval: int = 100,
-                 end_step: int = 0, seed: int = 0):
+    Settings left out (``None``) take the defaults of :class:`openood_moon.settings.SparseSettings`,
+    the one place defaults live."""
+
+    def __init__(self, model: nn.Module, method: Optional[str] = None, density: Optional[float] = None,
+                 init: Optional[str] = None, drop_fraction: Optional[float] = None,
+                 interval: Optional[int] = None, end_step: int = 0, seed: int = 0):
+        from ..settings import SparseSettings  # lazy: settings imports this package
+
+        defaults = SparseSettings()
+        method = defaults.method if method is None else method
+        density = defaults.density if density is None else density
+        init = defaults.init if init is None else init
+        drop_fraction = defaults.drop_fraction if drop_fraction is None else drop_fraction
+        interval = defaults.interval if interval is None else interval
         if method not in METHOD_CHOICES:
             raise ValueError(f"unknown sparse.method {method!r}; valid choices: "
                              f"{', '.join(METHOD_CHOICES)}")
