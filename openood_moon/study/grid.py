@@ -36,11 +36,13 @@ class RunSpec:
     variant: str
     seed: int
     overrides: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    preset: str = "default"   # default | official (the released code's quirks; a cell of its own)
 
     @property
     def cell(self) -> str:
         """Cell id shared by all variants and seeds that are compared with each other."""
-        return f"{self.network}_{self.length}_{self.method}_sp{self.sparsity:g}"
+        suffix = "" if self.preset == "default" else f"_{self.preset}"
+        return f"{self.network}_{self.length}_{self.method}_sp{self.sparsity:g}{suffix}"
 
     @property
     def run_id(self) -> str:
@@ -88,8 +90,10 @@ def expand(grid: Dict[str, Any]) -> List[RunSpec]:
                         continue
                     for method in grid["methods"]:
                         for sparsity in grid["sparsities"]:
-                            over = {**base, **VARIANTS[variant], "sparse.method": method,
-                                    "sparse.density": round(1 - float(sparsity), 6), "seed": int(seed)}
-                            specs.append(RunSpec(network, method, float(sparsity), length_name, variant,
-                                                 int(seed), over))
+                            for preset in grid.get("presets", ["default"]):
+                                over = {**base, **VARIANTS[variant], "sparse.method": method,
+                                        "sparse.density": round(1 - float(sparsity), 6), "seed": int(seed),
+                                        "preset.name": preset}
+                                specs.append(RunSpec(network, method, float(sparsity), length_name, variant,
+                                                     int(seed), over, preset))
     return specs

@@ -14,7 +14,7 @@ import openood_moon
 
 from .grid import RunSpec, config_hash
 
-COLUMNS = ["run_id", "cell", "network", "method", "sparsity", "length", "variant", "seed", "score",
+COLUMNS = ["run_id", "cell", "network", "method", "sparsity", "length", "variant", "seed", "preset", "score",
            "group", "ood_set", "AUROC", "FPR95", "AUPR_IN", "AUPR_OUT", "ACC", "ECE", "density",
            "config_hash", "torch_version", "openood_moon_version", "wall_s"]
 NEAR_FAR = {"nearood": "near", "farood": "far"}
@@ -55,6 +55,8 @@ def read_tidy(csv_path: Path) -> pd.DataFrame:
     if not Path(csv_path).exists():
         return pd.DataFrame(columns=COLUMNS)
     table = pd.read_csv(csv_path)
+    if "preset" not in table.columns:  # CSVs written before the preset axis existed
+        table.insert(COLUMNS.index("preset"), "preset", "default")
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{csv_path} is not a study CSV: missing columns {missing}")

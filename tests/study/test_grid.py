@@ -32,3 +32,14 @@ def test_unknown_variant_or_length_key_is_named():
         expand({**GRID, "variants": ["moonish"]})
     with pytest.raises(ConfigError, match="valid keys: epochs, interval"):
         expand({**GRID, "lengths": {"x": {"epoch": 3}}})
+
+
+def test_presets_axis_gives_cells_of_their_own_with_the_preset_set():
+    specs = expand({**GRID, "variants": ["sparse", "sparse_moon"], "presets": ["default", "official"]})
+    assert len(specs) == 2 * 2 * 2 * 2 * 2                    # variants × seeds × methods × sparsities × presets
+    assert len({s.run_id for s in specs}) == len(specs)
+    official = [s for s in specs if s.preset == "official"]
+    assert len(official) == len(specs) // 2
+    assert all(s.cell.endswith("_official") and s.overrides["preset.name"] == "official" for s in official)
+    assert all(not s.cell.endswith("_official") and s.overrides["preset.name"] == "default"
+               for s in specs if s.preset == "default")
