@@ -94,19 +94,22 @@ def load_checkpoint(path: str, map_location="cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():             # bytes that are no pickle at all
+            raise ConfigError(f"{path} is truncated or not a torch checkpoint ({_detail(err)})") from None
         raise ConfigError(f"{path} holds objects other than tensors and plain Python values; refused, as "
                           "checkpoints are loaded weights only (torch.load(weights_only=True))") from None
     except PermissionError:
         raise
     except (RuntimeError, EOFError, ValueError, KeyError, IndexError, OSError) as err:  # torch's reader
         # says EINVAL (OSError) for a cut zip archive, IndexError/KeyError for other bytes
-        raise ConfigError(f"{path} is truncated or not a torch checkpoint ({type(err).__name__}: "
-                          f"{_first_line(err) or 'unexpected end of file'})") from None
+        raise ConfigError(f"{path} is truncated or not a torch checkpoint ({_detail(err)})") from None
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
+def _detail(err: BaseException) -> str:
+    """The error's telling line: torch's own explanation after its boilerplate, else the first line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    telling = [line for line in lines if line.startswith(("Unsupported", "Trying to load"))]
+    return f"{type(err).__name__}: {(telling or lines or ['unexpected end of file'])[0]}"
 
 
 def tensor_mismatch(found: Mapping[str, Any], expected: Mapping[str, torch.Tensor], what: str,

@@ -51,6 +51,8 @@ class MoonSettings:
     ewma_mu: float = 0.05
 
 
+MAX_EPOCHS = 100_000   # a sanity bound: a typo such as 1e9 epochs is refused, not planned step by step
+
 DEFAULT_POSTPROCESSORS = ["msp", "ebo", "knn", "react", "vim", "mds", "moon"]
 
 
@@ -116,7 +118,8 @@ class TrainSettings:
         is as sparse as each snapshot.
         """
         o, s, m, e = self.optimizer, self.sparse, self.moon, self.evaluation
-        _check(o.num_epochs >= 1, "optimizer.num_epochs", o.num_epochs, "an integer >= 1")
+        _check(1 <= o.num_epochs <= MAX_EPOCHS, "optimizer.num_epochs", o.num_epochs,
+               f"an integer in [1, {MAX_EPOCHS}]")
         _check(o.lr > 0, "optimizer.lr", o.lr, "a number > 0")
         _check(o.lr_ini > 0, "optimizer.lr_ini", o.lr_ini, "a number > 0 (a factor of optimizer.lr)")
         _check(o.lr_end >= 0, "optimizer.lr_end", o.lr_end, "a number >= 0 (a factor of optimizer.lr)")

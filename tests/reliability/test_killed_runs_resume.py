@@ -33,12 +33,13 @@ STEPS_PER_EPOCH = 3                                    # 300 training items, bat
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # main.py with a fault: "step N" SIGKILLs itself on training step N (after its backward pass, before
-# its update); "write N MARKER" stops the N-th checkpoint.pt write half way, touches MARKER and waits
-# there to be killed.
+# its update), or when the evaluation starts if N is past the last step; "write N MARKER" stops the
+# N-th checkpoint.pt write half way, touches MARKER and waits there to be killed.
 FAULTY_MAIN = r"""
 import io, os, signal, sys, time
 import torch
 from openood_moon.cli import main
+from openood_moon.engines.standalone.run import StandaloneEngine
 from openood_moon.sparse import Masking
 
 mode, n, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -48,7 +49,10 @@ if mode == "step":
         if t == n:
             os.kill(os.getpid(), signal.SIGKILL)
         return step(self, optimizer, t)
+    def killed_at_evaluation(self, *args):
+        os.kill(os.getpid(), signal.SIGKILL)
     Masking.step = killed_at_step_n
+    StandaloneEngine.evaluate = killed_at_evaluation
 else:
     save, writes = torch.save, []
     def stalled_write(obj, f, *args, **kwargs):
@@ -120,14 +124,14 @@ def saved_epoch(run):
 
 
 def test_sigkill_mid_epoch_then_the_same_command_ends_bitwise_equal(reference, mnist6_root, tmp_path, capsys):
-    n = random.randrange(STEPS_PER_EPOCH + 1, 3 * STEPS_PER_EPOCH + 1)       # a step of epoch 2 or 3
-    cmd = command(mnist6_root, tmp_path)
+    n = random.randrange(STEPS_PER_EPOCH + 1, 3 * STEPS_PER_EPOCH + 2)   # a step of epoch 2 or 3, or the
+    cmd = command(mnist6_root, tmp_path)                                  # evaluation (n = 10)
     child = faulty_main("step", n, "-", cmd)
     _, err = child.communicate(timeout=900)
     assert child.returncode == -signal.SIGKILL, f"step {n}: {err[-3000:]}"
     run = tmp_path / RUN
-    done = (n - 1) // STEPS_PER_EPOCH
-    assert saved_epoch(run) == done and not (run / "best.ckpt").exists(), f"killed at step {n}"
+    done = min((n - 1) // STEPS_PER_EPOCH, 3)
+    assert saved_epoch(run) == done and not (run / "ood.csv").exists(), f"killed at step {n}"
     assert main(cmd) == 0
     assert f"resumed from {run / 'checkpoint.pt'} at epoch {done}" in capsys.readouterr().out
     assert_same_run(run, reference)
