@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint, training_checkpoint_mismatch
 from .config import ConfigError
 from .moon.net import export_state_dict
+from .evaluation.groups import regroup, separate_groups
 from .results import provenance, with_provenance, write_run_tables
 from .run_lock import RunLock
 from .run_log import run_logger
@@ -270,8 +271,9 @@ def _run_held(engine: Engine, settings: TrainSettings, cfg: Dict[str, Any], run_
     _save({k: v.detach().cpu() for k, v in model.state_dict().items()}, run_dir / "moon_net.ckpt", ckpt)
 
     result = engine.evaluate(model, settings, run_dir)
-    tables = {pp: with_provenance(table, provenance(engine.name, result.settings[pp], result.searched[pp],
-                                                    "moon_net.ckpt"))
+    groups = separate_groups(cfg.get("ood_dataset"))  # e.g. noise: its own row, not in farood
+    tables = {pp: with_provenance(regroup(table, groups), provenance(engine.name, result.settings[pp],
+                                                                     result.searched[pp], "moon_net.ckpt"))
               for pp, table in result.tables.items()}
     combined = write_run_tables(tables, str(run_dir))
     summary = {"engine": engine.name, "seed": settings.seed, "epochs": epochs, "id": result.id_metrics,

@@ -47,6 +47,7 @@ class MoonTrainer:
         self.total_steps = epochs * self.steps_per_epoch
         self.cosine_steps = s.cosine_epochs * self.steps_per_epoch
         self.end_step = min(int(s.sparse.end * self.total_steps), self.cosine_steps)
+        self.update_interval = s.sparse.interval_for(self.steps_per_epoch)  # sparse.interval or updates_per_epoch
         o = s.optimizer
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=o.lr * o.lr_ini, momentum=o.momentum,
                                          weight_decay=o.weight_decay, nesterov=o.nesterov)
@@ -56,7 +57,7 @@ class MoonTrainer:
 
             self.masking = OfficialMasking(
                 self.module, s.sparse.method, s.sparse.density, s.sparse.init, s.sparse.drop_fraction,
-                s.sparse.interval, steps_per_epoch=self.steps_per_epoch,
+                self.update_interval, steps_per_epoch=self.steps_per_epoch,
                 end_epoch=min(round(s.sparse.end * epochs), s.cosine_epochs), seed=s.seed)
             if s.vote_epochs:
                 try:
@@ -65,7 +66,8 @@ class MoonTrainer:
                     raise ConfigError(f"preset official: {err}") from None
         else:
             self.masking = Masking(self.module, s.sparse.method, s.sparse.density, s.sparse.init,
-                                   s.sparse.drop_fraction, s.sparse.interval, self.end_step, seed=s.seed)
+                                   s.sparse.drop_fraction, self.update_interval, self.end_step, seed=s.seed)
+        self.planned_updates = sum(map(self.masking.is_update_step, range(1, self.total_steps + 1)))
         self.tuner = (AlphaTuner(s.moon.alpha_final, s.moon.init_factor, s.moon.warmup_epochs, epochs,
                                  s.moon.ewma_mu) if s.uses_unknown else None)
         self.vote = WeightVote() if s.vote_epochs else None
@@ -118,7 +120,8 @@ class MoonTrainer:
             self.finalize_vote()
         return {"epoch_idx": epoch, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                 "lr": lr, "alpha": self.tuner.alpha if self.tuner else None,
-                "density": self.masking.density(), "mask_updates": updates,
+                "density": self.masking.density(), "mask_updates": updates, "update_interval": self.update_interval,
+                "topology_updates_done": self.masking.updates_done, "topology_updates_planned": self.planned_updates,
                 "snapshots": self.vote.count if self.vote else 0, "seconds": time.time() - start}
 
     def fit(self, callback: Optional[Callable[[Dict[str, Any]], None]] = None) -> nn.Module:

@@ -89,9 +89,9 @@ def load_run_config(run_dir: str) -> Dict:
 def benchmark_choices(run_cfgs: List[Dict]) -> List[str]:
     import openood.evaluation_api.datasets as eds
 
-    from openood_moon.data import embedded
+    from openood_moon.data.builder import EMBEDDED_BENCHMARKS
 
-    names = set(eds.DATA_INFO) | {embedded.NAME}
+    names = set(eds.DATA_INFO) | set(EMBEDDED_BENCHMARKS)
     names |= {c["dataset"]["name"] for c in run_cfgs if _describes_benchmark(c)}
     return sorted(names)
 
@@ -105,22 +105,28 @@ def prepare_benchmark(id_name: str, data_root: str, run_cfgs: List[Dict]) -> str
     """Make ``id_name`` known to the Evaluator without downloads where we can; return its data_root."""
     import openood.evaluation_api.datasets as eds
 
-    from openood_moon.data import embedded
+    from openood_moon.data.builder import EMBEDDED_BENCHMARKS
 
     from .datasets import register_benchmark, register_embedded
     from openood.preprocessors.transform import normalization_dict
 
+    from ...config import ConfigError
+    from ...data.check import check_benchmark
     from ...data.imglist import info_from_configs
     from .run_data import data_root_of
 
-    if id_name == embedded.NAME:
-        return register_embedded(data_root)
+    if id_name in EMBEDDED_BENCHMARKS:
+        return register_embedded(data_root, id_name)
     if id_name in eds.DATA_INFO:  # OpenOOD's own (its Evaluator fetches missing data, as its script)
         return data_root
     for cfg in run_cfgs:
         if _describes_benchmark(cfg) and cfg["dataset"]["name"] == id_name:
             ds = cfg["dataset"]
-            info = info_from_configs(ds, cfg["ood_dataset"])
+            try:
+                info = info_from_configs(ds, cfg["ood_dataset"])
+                check_benchmark(info, open_images=False)     # lists, labels, images: file and line
+            except ConfigError as err:
+                raise EvalError(str(err)) from None
             return register_benchmark(id_name, info, data_root_of(info["id"]["train"]["imglist_path"]),
                                       int(ds["num_classes"]), int(ds.get("pre_size") or 32),
                                       int(ds.get("image_size") or 32),
@@ -309,6 +315,7 @@ def evaluate_root(args) -> Dict[str, pd.DataFrame]:
     from openood.evaluation_api import Evaluator
     import openood.evaluation_api.datasets as eds
 
+    from ...evaluation.groups import regroup, separate_groups
     from . import compat
     from .register import register
 
@@ -352,6 +359,7 @@ def evaluate_root(args) -> Dict[str, pd.DataFrame]:
                     if restore_scores(evaluator.scores, dict(saved)):
                         print(f"[{pp}] loaded pre-computed scores from {score_file}", flush=True)
             table = evaluator.eval_ood(fsood=args.fsood, progress=False)[COLUMNS]
+            table = regroup(table, separate_groups(run_cfg.get("ood_dataset")))  # e.g. noise: not in farood
             pp_settings, searched = settings_of(evaluator.postprocessor)
             table = with_provenance(table, provenance("openood", pp_settings, searched, ckpt))
             results[pp].append(table)

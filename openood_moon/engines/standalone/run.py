@@ -15,7 +15,7 @@ from ...moon import MoonNet
 from ...networks import NETWORKS, build_network
 from ...run_path import Engine, Evaluation, run as run_path
 from ...settings import TrainSettings
-from .data import build_loaders
+from .data import build_loaders, check_data
 from .detectors import available_postprocessors
 from .evaluate import evaluate_ood
 
@@ -69,6 +69,7 @@ class StandaloneEngine(Engine):
         if settings.evaluation.config_root:
             raise ConfigError("evaluation.config_root (OpenOOD's postprocessor ymls) needs the OpenOOD engine; "
                               "the standalone engine uses evaluation.postprocessor_args")
+        check_data(cfg)  # dataset keys, image lists, labels and images: before anything is written
         self.device = resolve_device(cfg.get("device", "auto"))
         return cfg, run_dir_of(cfg)
 
