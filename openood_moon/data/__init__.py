@@ -1,4 +1,5 @@
-"""Data: the embedded offline benchmark "mnist6", OpenOOD image-list loading, and 8x8 digits for tests.
+"""Data: the embedded offline benchmarks "mnist6" and "fmnist6", OpenOOD image-list loading and checks,
+and 8x8 digits for tests.
 
 Names are imported lazily, so ``python -m openood_moon.data.embedded`` does not import torch.
 """
@@ -10,6 +11,9 @@ _EXPORTS = {
     "EpochSampler": "imglist", "epoch_seed": "imglist", "train_transform": "imglist",
     "eval_transform": "imglist", "read_imglist": "imglist",
     "digits_benchmark": "digits", "digits_loaders": "digits",
+    "build_fashion": "fashion", "verify_fashion": "fashion", "FMNIST6_INFO": "fashion",
+    "EmbeddedBenchmark": "builder", "embedded_benchmark": "builder", "EMBEDDED_BENCHMARKS": "builder",
+    "check_benchmark": "check", "check_list": "check", "imglist_lines": "imglist",
 }
 __all__ = sorted(_EXPORTS)
 
