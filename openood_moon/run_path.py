@@ -22,6 +22,10 @@ to an uninterrupted run (data order and augmentation are seeded per epoch; the c
 every RNG the training draws from). Ctrl-C keeps the last complete epoch and raises
 :class:`RunInterrupted` (exit 130); a failed checkpoint write (disk full) raises :class:`RunStopped`
 (exit 1) and leaves the previous checkpoint in place.
+
+Several processes (``torchrun``, OpenOOD's ``num_gpus`` launch): rank 0 alone takes the lock, checks the
+folder and reads the checkpoint; :func:`~.distributed.from_rank0` hands every rank that checkpoint (so
+a resume needs no shared file system) or rank 0's error, which every rank then raises.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint, training_checkpoint_mismatch
 from .config import ConfigError
+from .distributed import from_rank0
 from .moon.net import export_state_dict
 from .evaluation.groups import regroup, separate_groups
 from .results import provenance, with_provenance, write_run_tables
@@ -168,7 +173,8 @@ def run(engine: Engine, settings: TrainSettings, progress: bool = True) -> Dict[
     cfg, run_dir = engine.resolve(settings)
     run_dir = Path(run_dir).absolute()
     main = is_main_process()
-    lock = RunLock(run_dir).acquire() if main else None   # ConfigError while another live run holds it
+    # rank 0 holds the folder; while another live run holds it, every rank raises its ConfigError
+    lock = from_rank0(lambda: RunLock(run_dir).acquire(), share=False)
     try:
         return _run_held(engine, settings, cfg, run_dir, main, progress)
     except KeyboardInterrupt:
@@ -206,16 +212,23 @@ def _read_checkpoint(ckpt: Path, settings: TrainSettings) -> Dict[str, Any]:
 def _run_held(engine: Engine, settings: TrainSettings, cfg: Dict[str, Any], run_dir: Path, main: bool,
               progress: bool) -> Dict[str, Any]:
     """:func:`run` while holding the run folder."""
-    state = check_previous_run(run_dir, cfg, settings.evaluation.resume) if main else "fresh"
-    if state == "finished":
-        print(f"finished run with the same config found, skipped: {run_dir}", flush=True)
-        return {"run_dir": run_dir, "table": None, "id": None, "skipped": True}
     ckpt = run_dir / "checkpoint.pt"
-    if main:
+
+    def prepare() -> Tuple[str, Optional[Dict[str, Any]]]:
+        """Rank 0: the folder's state, the folder made ready, and the checkpoint to resume from."""
+        state = check_previous_run(run_dir, cfg, settings.evaluation.resume)
+        if state == "finished":
+            return state, None
         remove_partial_writes(run_dir)                   # temporaries of a write that was killed
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_yaml(cfg, run_dir / "config.yml")
-    saved = _read_checkpoint(ckpt, settings) if state == "resume" else None
+        return state, (_read_checkpoint(ckpt, settings) if state == "resume" else None)
+
+    state, saved = from_rank0(prepare)                   # every rank resumes from rank 0's checkpoint
+    if state == "finished":
+        if main:
+            print(f"finished run with the same config found, skipped: {run_dir}", flush=True)
+        return {"run_dir": run_dir, "table": None, "id": None, "skipped": True}
     log = run_logger(run_dir) if main else None
 
     seed_everything(settings.seed)
@@ -233,7 +246,8 @@ def _run_held(engine: Engine, settings: TrainSettings, cfg: Dict[str, Any], run_
             problems = [str(err).splitlines()[0]]
         if problems:
             raise ConfigError(f"{ckpt} does not belong to this run: {'; '.join(problems)}; {RESUME_HINT}")
-        print(f"resumed from {ckpt} at epoch {trainer.epoch}", flush=True)
+        if main:
+            print(f"resumed from {ckpt} at epoch {trainer.epoch}", flush=True)
     if log:
         log.info("engine %s, device %s, %d train steps/epoch, settings %s", engine.name, device,
                  trainer.steps_per_epoch, json.dumps(settings.to_dict()))

@@ -8,6 +8,11 @@ freeze before the vote starts so the averaged model is exactly as sparse. Batche
 
 The LR schedule is the same for every variant (dense, sparse, sparse+MOON): a cosine over the epochs
 before the last ``moon.vote_epochs`` and constant over those, whether or not the vote runs.
+
+Several processes (``torchrun``; :mod:`openood_moon.distributed`): ``net`` may be a DDP wrapper (masks,
+optimizer and vote use the unwrapped module); α's statistic is averaged over the global batch, the masks
+are compared across ranks after every topology update, and the vote's BatchNorm pass sums all ranks'
+statistics. In one process these calls change nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError
+from .distributed import check_masks_agree, global_mean, sum_over_ranks, sums_over_ranks
 from .moon import AlphaTuner, WeightVote, moon_loss, moon_lr, recalibrate_batchnorm, tuner_statistic
 from .netutils import fc_layer, has_unknown_head, unpack_batch, unwrap
 from .settings import TrainSettings
@@ -94,7 +100,8 @@ class MoonTrainer:
             self.step += 1
             if self.tuner:
                 logits = self.net(x, return_unknown=True)
-                alpha = self.tuner.observe(tuner_statistic(logits, y))  # α0 after the first post-warm-up fold
+                statistic = global_mean(tuner_statistic(logits, y), len(y))  # over the global batch
+                alpha = self.tuner.observe(statistic)  # α0 after the first post-warm-up fold
                 loss = moon_loss(logits, y, alpha)
             else:
                 logits = self.net(x)
@@ -104,7 +111,9 @@ class MoonTrainer:
                                          f" (lr {lr:.4g}); lower optimizer.lr")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            updates += self.masking.step(self.optimizer, self.step)
+            if self.masking.step(self.optimizer, self.step):
+                updates += 1
+                check_masks_agree(self.masking.masks, self.step)  # lock-step guard (several processes)
             if self.vote and epoch >= self.vote_start and self._is_snapshot_step(i):
                 self.vote.add(self.module)
             loss_sum += loss.item() * len(y)
@@ -115,6 +124,7 @@ class MoonTrainer:
 
             if official_snapshot_after_epoch(epoch, self.vote_start):  # the released vote's first model
                 self.vote.add(self.module)
+        loss_sum, correct, seen = sums_over_ranks([loss_sum, correct, seen])  # metrics of the global batches
         self.epoch += 1
         if self.vote and self.epoch == self.settings.optimizer.num_epochs:
             self.finalize_vote()
@@ -136,7 +146,7 @@ class MoonTrainer:
         """Average the snapshots into a copy of the model and recalibrate its BatchNorm."""
         self.voted = self.vote.averaged_model(self.module)
         inputs = (unpack_batch(b)[0] for b in self.bn_loader)
-        recalibrate_batchnorm(self.voted, inputs, self.device)
+        recalibrate_batchnorm(self.voted, inputs, self.device, reduce=sum_over_ranks)  # all ranks' data
         self.voted.eval()
         return self.voted
 

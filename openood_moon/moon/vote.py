@@ -7,7 +7,7 @@ pass over the training data. The recalibration here sets each BN layer's running
 statistics.
 """
 import copy
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -48,13 +48,30 @@ class WeightVote:
         self.mean = None if state["mean"] is None else [m.clone() for m in state["mean"]]
 
 
+def _reduced(bns, sums, samples: int, reduce):
+    """``reduce`` applied once to every layer's ``[Σx, Σx², n]`` laid end to end and the sample count."""
+    parts = [torch.cat([s, sq, s.new_tensor([n])]) for s, sq, n in (sums[bn] for bn in bns)]
+    packed = reduce(torch.cat(parts + [parts[0].new_tensor([samples])]))
+    out, offset = {}, 0
+    for bn, part in zip(bns, parts):
+        c = (part.numel() - 1) // 2
+        out[bn] = (packed[offset:offset + c], packed[offset + c:offset + 2 * c], packed[offset + 2 * c].item())
+        offset += part.numel()
+    return out, int(packed[-1].item())
+
+
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], device="cpu") -> int:
+def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], device="cpu",
+                          reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> int:
     """Set every BN layer's running stats to the exact mean / unbiased variance of its inputs.
 
     One forward pass in train mode over ``inputs`` (batches of input tensors), as in SWA's
     ``update_bn``; per channel, sums of x and x² are accumulated in float64. Returns the number
     of samples seen.
+
+    ``reduce`` (several processes: :func:`openood_moon.distributed.sum_over_ranks`) sums the per-channel
+    sums, sums of squares and counts over all ranks before the statistics are formed, so every rank
+    gets the statistics of all ranks' inputs; the returned count is then all ranks' too.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -79,6 +96,8 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], devi
         for h in handles:
             h.remove()
         model.train(was_training)
+    if reduce is not None:
+        sums, samples = _reduced(bns, sums, samples, reduce)
     for bn in bns:
         s, sq, n = sums[bn]
         mean = s / n

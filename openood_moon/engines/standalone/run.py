@@ -2,6 +2,10 @@
 networks and pytorch-ood detectors. Runs without OpenOOD: on a fresh machine, on CPU, offline.
 
 The run folder is ``<output_dir>/<exp_name>`` (``results/<experiment>/s<seed>/``), as OpenOOD's.
+
+Under ``torchrun`` (several processes, one or more nodes) every process joins the process group, trains
+its shard of each global batch in DistributedDataParallel, and rank 0 writes and evaluates
+(:mod:`openood_moon.distributed`).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from ... import distributed
 from ...config import ConfigError
 from ...moon import MoonNet
 from ...networks import NETWORKS, build_network
@@ -70,13 +75,13 @@ class StandaloneEngine(Engine):
             raise ConfigError("evaluation.config_root (OpenOOD's postprocessor ymls) needs the OpenOOD engine; "
                               "the standalone engine uses evaluation.postprocessor_args")
         check_data(cfg)  # dataset keys, image lists, labels and images: before anything is written
-        self.device = resolve_device(cfg.get("device", "auto"))
+        self.device = distributed.init_from_env(resolve_device(cfg.get("device", "auto")))
         return cfg, run_dir_of(cfg)
 
     def build(self, settings: TrainSettings):
         net = build_model(self.cfg, settings)
         self.loaders = build_loaders(self.cfg)
-        return net, self.loaders["id"]["train"], self.device
+        return distributed.wrap(net, self.device), self.loaders["id"]["train"], self.device
 
     def evaluate(self, model, settings: TrainSettings, run_dir: Path) -> Evaluation:
         ev = settings.evaluation
@@ -95,4 +100,7 @@ class StandaloneEngine(Engine):
 def run(cfg: Dict[str, Any], progress: bool = True, settings: Optional[TrainSettings] = None) -> Dict[str, Any]:
     """Train (or resume) and evaluate one run with the standalone engine."""
     settings = settings or TrainSettings.from_config(cfg)
-    return run_path(StandaloneEngine(cfg), settings, progress=progress)
+    try:
+        return run_path(StandaloneEngine(cfg), settings, progress=progress)
+    finally:
+        distributed.shutdown()
