@@ -6,7 +6,8 @@ half-written checkpoint under the target's name, and the previous one stays load
 write raises the ``OSError`` the file system gave (``ENOSPC``: disk full), not torch's wrapper of it.
 Read with ``torch.load(weights_only=True)``: only tensors and plain Python values load, so a
 checkpoint from a stranger cannot run code; a truncated, foreign or code-carrying file raises
-:class:`ConfigError` saying which.
+:class:`ConfigError` saying which. Tensors packed by :func:`~.sparse_export.pack_tree` (the bitmask
+layout of ``checkpoint.pt``) are unpacked on load, bitwise exactly.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 
 from .config import ConfigError
+from .sparse_export import unpack_tree
 
 TEMP_PREFIX, TEMP_SUFFIX = ".tmp-", ".pt"
 TRAINING_KEYS = ("net", "optimizer", "masking", "epoch", "step", "settings")
@@ -92,7 +94,7 @@ def load_checkpoint(path: str, map_location="cpu") -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if "global" not in str(err).lower():             # bytes that are no pickle at all
             raise ConfigError(f"{path} is truncated or not a torch checkpoint ({_detail(err)})") from None
@@ -103,6 +105,10 @@ def load_checkpoint(path: str, map_location="cpu") -> Any:
     except (RuntimeError, EOFError, ValueError, KeyError, IndexError, OSError) as err:  # torch's reader
         # says EINVAL (OSError) for a cut zip archive, IndexError/KeyError for other bytes
         raise ConfigError(f"{path} is truncated or not a torch checkpoint ({_detail(err)})") from None
+    try:
+        return unpack_tree(obj)                  # tensors packed by pack_tree (checkpoint.pt), else as saved
+    except ValueError as err:
+        raise ConfigError(f"{path} holds a damaged packed tensor ({err})") from None
 
 
 def _detail(err: BaseException) -> str:

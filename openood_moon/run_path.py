@@ -6,7 +6,9 @@ loaders and network, its evaluator, and optional per-epoch hooks (OpenOOD's vali
 Everything written to the run folder is written here, by rank 0 only:
 
 ``config.yml`` (the resolved config), ``log.txt``, ``checkpoint.pt`` (whole training state after every
-epoch, atomic), ``best.ckpt`` (plain K-way backbone state_dict: loads into OpenOOD's network),
+epoch, atomic; masks as bitmasks, mostly-zero tensors as values + bitmask: :mod:`.sparse_export`),
+``best.ckpt`` (plain K-way backbone state_dict: loads into OpenOOD's network), ``best.sparse.pt`` (sparse
+runs: the same weights compressed, :func:`~.sparse_export.load_sparse_state_dict`),
 ``moon_net.ckpt`` (the evaluated model, unknown head included), ``ood.csv`` and ``ood/<pp>.csv`` (with
 provenance columns), ``<root>/ood/<pp>.csv`` (mean ± std over seeds), ``metrics.json`` and ``plots/``.
 
@@ -51,11 +53,12 @@ from .results import provenance, with_provenance, write_run_tables
 from .run_lock import RunLock
 from .run_log import run_logger
 from .settings import TrainSettings
+from .sparse_export import SPARSE_EXPORT_NAME, compress_state_dict, pack_tree
 from .trainer import MoonTrainer
 
 # keys that may change between a run and its resume without changing the result
 IGNORED_KEYS = ("evaluation.resume", "evaluation.plots", "num_workers", "device")
-RUN_FILES = ("checkpoint.pt", "best.ckpt", "moon_net.ckpt", "ood.csv", "metrics.json")
+RUN_FILES = ("checkpoint.pt", "best.ckpt", SPARSE_EXPORT_NAME, "moon_net.ckpt", "ood.csv", "metrics.json")
 RESUME_HINT = ("move it away to train from scratch, choose another --output_dir, or pass "
                "--evaluation.resume false to retrain there from scratch")
 
@@ -263,7 +266,7 @@ def _run_held(engine: Engine, settings: TrainSettings, cfg: Dict[str, Any], run_
             boundary = trainer.epoch                     # a complete epoch: the state may be saved
             engine.after_epoch(trainer, metrics, main)
             if main:
-                _save(trainer.state_dict(), ckpt, ckpt)
+                _save(pack_tree(trainer.state_dict()), ckpt, ckpt)   # masks as bits, sparse tensors packed
                 saved_epoch = trainer.epoch
                 log.info("epoch %s", json.dumps({k: v for k, v in metrics.items()
                                                  if isinstance(v, (int, float, str, type(None)))}))
@@ -272,7 +275,7 @@ def _run_held(engine: Engine, settings: TrainSettings, cfg: Dict[str, Any], run_
             bar.update(1)
     except KeyboardInterrupt:
         if main and boundary is not None and boundary != saved_epoch:
-            save_checkpoint(trainer.state_dict(), str(ckpt))
+            save_checkpoint(pack_tree(trainer.state_dict()), str(ckpt))
         raise
     finally:
         bar.close()
@@ -281,7 +284,10 @@ def _run_held(engine: Engine, settings: TrainSettings, cfg: Dict[str, Any], run_
     engine.after_training(model, main)
     if not main:
         return {"run_dir": run_dir, "table": None, "id": None, "skipped": False}
-    _save(export_state_dict(model), run_dir / "best.ckpt", ckpt)
+    best = export_state_dict(model)
+    _save(best, run_dir / "best.ckpt", ckpt)
+    if trainer.masking.masks:                            # sparse run: values + bitmask, same weights
+        _save(compress_state_dict(best), run_dir / SPARSE_EXPORT_NAME, ckpt)
     _save({k: v.detach().cpu() for k, v in model.state_dict().items()}, run_dir / "moon_net.ckpt", ckpt)
 
     result = engine.evaluate(model, settings, run_dir)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from openood_moon.networks import SmallCNN
+from openood_moon.sparse_export import load_sparse_state_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOON = "configs/pipelines/train/moon.yml"
@@ -43,6 +44,8 @@ def test_tiny_end_to_end_run_writes_the_results_folder(tmp_path, data_root):
     assert table["AUROC"].between(0, 100).all()
     plain = SmallCNN(6)                                        # best.ckpt is a plain K-way backbone
     plain.load_state_dict(torch.load(run / "best.ckpt", weights_only=True), strict=True)
+    compressed = load_sparse_state_dict(run / "best.sparse.pt")   # the same weights, values + bitmask
+    assert all(torch.equal(compressed[k], v) for k, v in plain.state_dict().items())
     same = ["--config", MOON, "--engine", "standalone", "--dataset.subset", "300", "--dataset.data_root",
             data_root, "--output_dir", str(tmp_path), "--optimizer.num_epochs", "2", "--moon.warmup_epochs", "1",
             "--moon.vote_epochs", "1", "--evaluation.postprocessors", "[msp, knn, moon]",

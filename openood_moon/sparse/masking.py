@@ -128,9 +128,10 @@ class Masking:
     # ------------------------------------------------------------------ keeping weights on the mask
     @torch.no_grad()
     def apply(self) -> None:
-        """Zero every masked weight in place."""
+        """Zero every masked weight in place (``+0.0``: ``add_(0.0)`` turns the ``-0.0`` of a negative
+        weight times False into all-zero bits, so pruned weights pack into a bitmask)."""
         for name, mask in self.masks.items():
-            self.params[name].mul_(mask)
+            self.params[name].mul_(mask).add_(0.0)
 
     @torch.no_grad()
     def mask_gradients(self) -> None:
@@ -153,7 +154,7 @@ class Masking:
         """Zero optimizer buffers (momentum, …) at masked positions."""
         for name, mask in self.masks.items():
             for value in self._state_tensors(optimizer, name):
-                value.mul_(mask)
+                value.mul_(mask).add_(0.0)                  # +0.0, as apply()
 
     def is_update_step(self, step: int) -> bool:
         """True on steps ``interval, 2·interval, …`` strictly before ``end_step`` (RigL/SET only)."""
