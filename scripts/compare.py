@@ -4,6 +4,8 @@ dataset the grid's ``base_configs`` name (README, "Use your own data").
     python scripts/compare.py                                   # configs/study/compare_90.yml
     python scripts/compare.py --grid configs/study/study_a.yml --jobs 2
     python scripts/compare.py --sparsities 0.9 0.98 --seeds 0 1 2 3 4 --out results/compare_x
+    python scripts/compare.py --grid configs/study/study_d_rigl98.yml configs/study/study_d_set90.yml \
+        --out docs/study/fidelity --report-only            # one report over several grids
 
 Runs every grid point with the standalone engine (``--engine openood``: through the real OpenOOD;
 finished runs are skipped, so an interrupted comparison resumes), appends one tidy CSV row per run ×
@@ -20,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,47 +52,52 @@ def load_grid(path: str) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--grid", default="configs/study/compare_90.yml", help="study grid YAML")
-    p.add_argument("--out", default=None, help="output folder (default results/<grid name>)")
+    p.add_argument("--grid", nargs="+", default=["configs/study/compare_90.yml"],
+                   help="study grid YAML(s): several are run in turn into one --out and reported together")
+    p.add_argument("--out", default=None, help="output folder (default results/<first grid's name>)")
     for key in LIST_KEYS:
-        p.add_argument(f"--{key}", nargs="+", default=None, help=f"override the grid's {key}")
+        p.add_argument(f"--{key}", nargs="+", default=None, help=f"override the grids' {key}")
     p.add_argument("--epochs", type=int, default=None, help="one training length of N epochs")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run")
-    p.add_argument("--limit", type=int, default=None, help="run at most N new runs, then report")
+    p.add_argument("--limit", type=int, default=None, help="run at most N new runs per grid, then report")
     p.add_argument("--engine", default="standalone", help="standalone | openood (the real OpenOOD)")
-    p.add_argument("--report-only", action="store_true", help="only summarise this grid's runs in <out>/study.csv")
+    p.add_argument("--report-only", action="store_true", help="only summarise the grids' runs in <out>/study.csv")
     p.add_argument("--include-other-configs", action="store_true",
-                   help="with --report-only: also report this grid's runs recorded with another config hash")
+                   help="with --report-only: also report the grids' runs recorded with another config hash")
     args = p.parse_args(argv)
     try:
-        grid = load_grid(args.grid)
-        for key in LIST_KEYS:
-            if getattr(args, key) is not None:
-                values = getattr(args, key)
-                grid[key] = ([float(v) for v in values] if key == "sparsities" else
-                             [int(v) for v in values] if key == "seeds" else values)
-        if args.epochs is not None:
-            grid["lengths"] = {f"e{args.epochs}": {"epochs": args.epochs}}
-        out = Path(args.out or os.path.join("results", grid.get("name", "compare")))
+        grids = [load_grid(path) for path in args.grid]
+        for grid in grids:
+            for key in LIST_KEYS:
+                if getattr(args, key) is not None:
+                    values = getattr(args, key)
+                    grid[key] = ([float(v) for v in values] if key == "sparsities" else
+                                 [int(v) for v in values] if key == "seeds" else values)
+            if args.epochs is not None:
+                grid["lengths"] = {f"e{args.epochs}": {"epochs": args.epochs}}
+        out = Path(args.out or os.path.join("results", grids[0].get("name", "compare")))
         if args.include_other_configs and not args.report_only:
             raise ConfigError("--include-other-configs only goes with --report-only (runs are never "
                               "reused across configs)")
         if not args.report_only:
-            run_study(grid, grid["base_configs"], out,
-                      jobs=args.jobs, threads=args.threads, limit=args.limit, engine=args.engine)
-        table = grid_table(grid, grid["base_configs"], out, engine=args.engine,
-                           include_other_configs=args.include_other_configs)
+            for grid in grids:
+                run_study(grid, grid["base_configs"], out,
+                          jobs=args.jobs, threads=args.threads, limit=args.limit, engine=args.engine)
+        tables = [grid_table(grid, grid["base_configs"], out, engine=args.engine,
+                             include_other_configs=args.include_other_configs) for grid in grids]
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    table = pd.concat(tables, ignore_index=True).drop_duplicates(["run_id", "score", "ood_set"])  # shared dense runs
     if table.empty:
-        print(f"no finished runs of this grid in {out / 'study.csv'}")
+        print(f"no finished runs of {'these grids' if len(grids) > 1 else 'this grid'} in {out / 'study.csv'}")
         return 0
-    scores = score_table(table, grid.get("postprocessors"))
+    postprocessors = list(dict.fromkeys(pp for grid in grids for pp in grid.get("postprocessors") or []))
+    scores = score_table(table, postprocessors or None)
     (out / "table.md").write_text(scores.to_markdown(index=False) + "\n")
     print(scores.to_markdown(index=False))
-    print(report(table, out, f"Study {grid.get('name', '')}"))
+    print(report(table, out, "Study " + " + ".join(grid.get("name", "") for grid in grids)))
     print(f"written: {out / 'study.csv'}, {out / 'table.md'}, {out / 'summary.md'}, {out / 'plots'}")
     return 0
 
