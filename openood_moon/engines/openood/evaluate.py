@@ -156,6 +156,8 @@ def load_network(run_dir: str, section: Dict, which: str = "auto") -> Tuple[torc
     """Build ``section`` with OpenOOD's (wrapped) ``get_network`` and load the run's checkpoint strictly.
 
     A state with an unknown head (``fc_unknown.*``) makes the net a MoonNet, so ``moon`` sees K+1 logits.
+    A truncated, foreign or code-carrying file, or weights of another network or K, is refused saying
+    what differs.
     """
     from openood.networks.utils import get_network
     from openood.utils import Config
@@ -166,19 +168,31 @@ def load_network(run_dir: str, section: Dict, which: str = "auto") -> Tuple[torc
     if not names:
         raise EvalError(f"{run_dir}: no {' or '.join(CHECKPOINTS[which])}")
     path = os.path.join(run_dir, names[0])
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from openood_moon.checkpoint import load_checkpoint, tensor_mismatch
+    from openood_moon.config import ConfigError
+
+    try:
+        state = load_checkpoint(path)                    # weights_only=True
+    except ConfigError as err:
+        raise EvalError(str(err)) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EvalError(f"{path} is not a state_dict (a mapping of names to tensors, as best.ckpt and "
+                        "moon_net.ckpt hold)")
     try:
         net = get_network(Config(section))
     except Exception as err:  # noqa: BLE001 - OpenOOD raises a bare Exception for unknown names
         raise EvalError(f"cannot build network {section['name']!r}: {err}") from None
     if "fc_unknown.weight" in state and not hasattr(net, "fc_unknown"):
         net = MoonNet(net, int(section["num_classes"]))
+    problems = tensor_mismatch(state, net.state_dict(), "weights")      # what differs, by name and shape
     try:
-        net.load_state_dict(state, strict=True)
+        if not problems:
+            net.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise EvalError(f"{path} does not fit network {section['name']!r} "
-                        f"(K={section['num_classes']}): {str(err).splitlines()[0]} ...; "
-                        "check --network / --id-data") from None
+        problems = [str(err).splitlines()[0]]
+    if problems:
+        raise EvalError(f"{path} does not fit network {section['name']!r} (K={section['num_classes']}): "
+                        f"{'; '.join(problems)}; check --network / --id-data")
     return net, names[0]
 
 
