@@ -1,8 +1,9 @@
 """One tidy row per run × score × OOD set, read back from a finished run's folder.
 
 CSVs written before a column existed still load: a missing column takes its implied value
-(:data:`IMPLIED`: ``preset`` default, ``dataset`` the embedded mnist6, ``engine`` standalone), and without a ``dataset`` column
-the run ids and cells, which then lack the dataset, get it prefixed on reading. New rows are appended
+(:data:`IMPLIED`: ``preset`` default, ``dataset`` the embedded mnist6, ``engine`` standalone), and
+without a ``dataset`` column the run ids and cells, which then lack the dataset, get it prefixed on
+reading. New rows are appended
 in the file's own layout whenever they can be (their values of the missing columns are the implied
 ones), so the rows already there are never rewritten; otherwise the file moves to the full layout.
 """

@@ -143,8 +143,10 @@ def test_killed_mid_checkpoint_write_holds_the_folder_until_kill_9_then_a_new_ru
     cmd, marker = command(mnist6_root, tmp_path), tmp_path / "stalled"
     first = faulty_main("write", n, marker, cmd)
     try:
+        give_up = time.monotonic() + 1200                # a guard against a hung child, not a timing
         while not marker.exists():
             assert first.poll() is None, f"write {n}: {first.communicate()[1][-3000:]}"
+            assert time.monotonic() < give_up, "the first run never reached its checkpoint write"
             time.sleep(0.2)
         run = tmp_path / RUN
         assert len(list(run.glob(".tmp-*.pt"))) == 1     # the partial write
