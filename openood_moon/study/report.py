@@ -1,4 +1,9 @@
-"""Markdown summary and plots of a study CSV: per-cell means, paired differences with 95 % CIs."""
+"""Markdown summary and plots of a study CSV: per-cell means, paired differences with 95 % CIs.
+
+Runs of different settings (dataset × engine × preset, :data:`SETTING`) are never pooled: every table
+is written per setting, and settings are compared only by explicit paired differences
+(:func:`setting_differences`: ``official − default``, ``openood − standalone``).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +16,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .stats import Interval, mean_std, paired_interval  # noqa: E402
+from .tidy import IMPLIED  # noqa: E402
 
 PAIR_KEYS = ["network", "length", "seed"]
+SETTING = ["dataset", "engine", "preset"]
+# the axes compared across settings: (column, baseline value, other value)
+SETTING_AXES = (("preset", "default", "official"), ("engine", "standalone", "openood"))
 UNKNOWN_AWARE = ("known", "ua_msp", "ua_energy")
 MOON_SCORES = ("moon", "msp", "ebo", "knn") + UNKNOWN_AWARE
 
@@ -64,15 +73,16 @@ def cell_summary(table: pd.DataFrame, scores=("msp", "moon")) -> pd.DataFrame:
 
 
 def score_table(table: pd.DataFrame, scores: Sequence[str] = None) -> pd.DataFrame:
-    """Mean ± std over seeds of ACC, ECE and near/far AUROC and FPR@95, per cell × variant × score."""
-    t = table[table["ood_set"].isin(["nearood", "farood"])]
+    """Mean ± std over seeds of ACC, ECE and near/far AUROC and FPR@95, per setting × cell × variant × score."""
+    t = with_setting(table)
+    t = t[t["ood_set"].isin(["nearood", "farood"])]
     if scores:
         t = t[t["score"].isin(scores)]
     rows = []
-    for keys, g in t.groupby(["network", "length", "method", "sparsity", "variant", "score"], sort=False):
+    keys_of = SETTING + ["network", "length", "method", "sparsity", "variant", "score"]
+    for keys, g in t.groupby(keys_of, sort=False):
         near, far = g[g["ood_set"] == "nearood"], g[g["ood_set"] == "farood"]
-        rows.append({"network": keys[0], "length": keys[1], "method": keys[2], "sparsity": keys[3],
-                     "variant": keys[4], "score": keys[5], "seeds": near["seed"].nunique(),
+        rows.append({**dict(zip(keys_of, keys)), "seeds": near["seed"].nunique(),
                      "ACC": mean_std(near["ACC"]), "ECE": mean_std(near["ECE"]),
                      "near AUROC": mean_std(near["AUROC"]), "far AUROC": mean_std(far["AUROC"]),
                      "near FPR95": mean_std(near["FPR95"]), "far FPR95": mean_std(far["FPR95"])})
@@ -115,13 +125,74 @@ def differences(table: pd.DataFrame, threshold: float = 2.0) -> Dict[str, pd.Dat
     return {k: pd.DataFrame(v) for k, v in out.items() if v}
 
 
+def with_setting(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every :data:`SETTING` column (a missing one takes its implied value)."""
+    missing = {c: IMPLIED[c] for c in SETTING if c not in table.columns}
+    return table.assign(**missing) if missing else table
+
+
+def settings(table: pd.DataFrame) -> List[Tuple[str, pd.DataFrame]]:
+    """``(label, rows)`` per dataset × engine × preset, e.g. ``"mnist6 · standalone · official"``."""
+    t = with_setting(table)
+    return [(" · ".join(map(str, keys)), g) for keys, g in t.groupby(SETTING, sort=True)]
+
+
+def per_set_table(table: pd.DataFrame, scores: Sequence[str] = ("msp", "moon")) -> pd.DataFrame:
+    """AUROC mean ± std over seeds for every OOD set (the near/far aggregates and each set apart),
+    per cell × variant × score; one setting's rows."""
+    t = table[table["score"].isin(scores)]
+    sets = list(dict.fromkeys(t["ood_set"]))
+    rows = []
+    for keys, g in t.groupby(["cell", "variant", "score"], sort=False):
+        row = dict(zip(["cell", "variant", "score"], keys))
+        row.update({s: mean_std(g[g["ood_set"] == s]["AUROC"]) for s in sets})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def setting_differences(table: pd.DataFrame, scores: Sequence[str] = ("msp", "moon")) -> pd.DataFrame:
+    """``other − baseline`` of one :data:`SETTING_AXES` axis (the other setting columns held fixed),
+    per cell × variant × score, near and far AUROC and ACC, paired by seed."""
+    t = with_setting(table)
+    t = t[t["ood_set"].isin(["nearood", "farood"]) & t["score"].isin(scores)]
+    rows = []
+    for axis, base, other in SETTING_AXES:
+        if not {base, other} <= set(t[axis]):
+            continue
+        fixed = [c for c in SETTING if c != axis]
+        keys_of = fixed + ["network", "length", "method", "sparsity", "variant", "score"]
+        for keys, g in t.groupby(keys_of, sort=True):
+            row = {"comparison": f"{axis}: {other} − {base}", **dict(zip(keys_of, keys))}
+            for group in ("nearood", "farood"):
+                gg = g[g["ood_set"] == group]
+                left = gg[gg[axis] == other].set_index("seed")["AUROC"]
+                right = gg[gg[axis] == base].set_index("seed")["AUROC"]
+                both = left.index.intersection(right.index)
+                row[group[:-3]] = str(paired_interval(left.loc[both].values, right.loc[both].values))
+                row["n"] = len(both)
+            acc = g[g["ood_set"] == "nearood"]
+            left, right = (acc[acc[axis] == v].set_index("seed")["ACC"] for v in (other, base))
+            both = left.index.intersection(right.index)
+            row["ACC"] = str(paired_interval(left.loc[both].values, right.loc[both].values))
+            if row["n"]:
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_summary(table: pd.DataFrame, path: Path, title: str = "Study summary") -> str:
     lines = [f"# {title}", "",
              f"{table['run_id'].nunique()} runs; AUROC in percent; mean ± std over seeds; "
-             "differences are paired by seed, mean [95 % Student-t CI].", "",
-             "## Cells", "", cell_summary(table).to_markdown(index=False), ""]
-    for name, frame in differences(table).items():
-        lines += [f"## {name} (AUROC points)", "", frame.to_markdown(index=False), ""]
+             "differences are paired by seed, mean [95 % Student-t CI]. Settings (dataset · engine · "
+             "preset) are reported apart, never pooled.", ""]
+    for label, rows in settings(table):
+        lines += [f"## {label}", "", f"Runs: {rows['run_id'].nunique()}.", "",
+                  "### Cells", "", cell_summary(rows).to_markdown(index=False), "",
+                  "### AUROC per OOD set", "", per_set_table(rows).to_markdown(index=False), ""]
+        for name, frame in differences(rows).items():
+            lines += [f"### {name} (AUROC points)", "", frame.to_markdown(index=False), ""]
+    across = setting_differences(table)
+    if len(across):
+        lines += ["## Between settings (AUROC and ACC points)", "", across.to_markdown(index=False), ""]
     text = "\n".join(lines)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
@@ -129,9 +200,18 @@ def write_summary(table: pd.DataFrame, path: Path, title: str = "Study summary")
 
 
 def plot_auroc_vs_sparsity(table: pd.DataFrame, out_dir: Path, score: str = "msp") -> List[Path]:
-    """AUROC vs sparsity per variant (mean ± std over seeds); dense as a horizontal band."""
+    """AUROC vs sparsity per variant (mean ± std over seeds); dense as a horizontal band; one figure
+    per setting × network × length × method."""
+    paths = []
+    for label, rows in settings(table):
+        paths += _plot_setting(rows, Path(out_dir), score, label)
+    return paths
+
+
+def _plot_setting(table: pd.DataFrame, out_dir: Path, score: str, label: str) -> List[Path]:
     t = _group_rows(table)
     t = t[t["score"] == score]
+    tag = label.replace(" · ", "_")
     paths = []
     for (network, length), g in t.groupby(["network", "length"]):
         for method in sorted(set(g["method"]) - {"dense"}):
@@ -151,9 +231,9 @@ def plot_auroc_vs_sparsity(table: pd.DataFrame, out_dir: Path, score: str = "msp
                 ax.set_title(f"{group[:-3]}-OOD, score {score}")
                 ax.grid(alpha=0.3)
             axes[0].legend(fontsize=8)
-            fig.suptitle(f"{network}, {length}, {method}: AUROC vs sparsity (mean ± std over seeds)")
+            fig.suptitle(f"{label}: {network}, {length}, {method}: AUROC vs sparsity (mean ± std over seeds)")
             fig.tight_layout()
-            path = Path(out_dir) / f"auroc_vs_sparsity_{network}_{length}_{method}_{score}.png"
+            path = Path(out_dir) / f"auroc_vs_sparsity_{tag}_{network}_{length}_{method}_{score}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=110)
             plt.close(fig)
