@@ -44,10 +44,11 @@ def to_openood_config(cfg: Dict[str, Any]):
 
 
 def check_names(cfg: Dict[str, Any]) -> None:
-    """Unknown pipeline or trainer names exit 2 with the valid choices (OpenOOD raises a KeyError)."""
+    """Unknown pipeline, trainer or preprocessor names exit 2 with the valid choices, before any data
+    is prepared (OpenOOD raises a KeyError, or falls back to its base preprocessor)."""
     from .register import choices
 
-    for kind in ("pipeline", "trainer"):
+    for kind in ("pipeline", "trainer", "preprocessor"):
         name = (cfg.get(kind) or {}).get("name")
         if (kind == "pipeline" or name is not None) and name not in choices(kind):
             raise ConfigError(f"unknown {kind}.name {name!r}; valid choices (OpenOOD engine): "
