@@ -16,9 +16,8 @@ statistics. In one process these calls change nothing.
 """
 from __future__ import annotations
 
-import math
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +29,21 @@ from .moon import AlphaTuner, WeightVote, moon_loss, moon_lr, recalibrate_batchn
 from .netutils import fc_layer, has_unknown_head, unpack_batch, unwrap
 from .settings import TrainSettings
 from .sparse import Masking
+
+
+FINITE_CHECK_STEPS = 50                               # steps between two checks of the loss for NaN/inf
+
+
+def check_finite(recent: List[Tuple[int, float, torch.Tensor]], epoch: int) -> None:
+    """Raise for the first non-finite loss among ``recent`` ``(step, lr, loss)`` (one host sync for all
+    of them), then forget them."""
+    if recent:
+        finite = torch.isfinite(torch.stack([loss for _, _, loss in recent]))
+        if not bool(finite.all()):
+            step, lr, loss = recent[int((~finite).nonzero()[0, 0])]
+            raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}, step {step}"
+                                     f" (lr {lr:.4g}); lower optimizer.lr")
+        recent.clear()
 
 
 class MoonTrainer:
@@ -92,7 +106,12 @@ class MoonTrainer:
         if self.tuner:
             self.tuner.start_epoch(epoch)
         self.net.train()
-        start, loss_sum, correct, seen, updates = time.time(), 0.0, 0, 0, 0
+        start, seen, updates = time.time(), 0, 0
+        # metrics summed on the device (float64: the same sums as Python floats), read once per epoch;
+        # the loss is checked for NaN/inf every FINITE_CHECK_STEPS steps: no host sync per step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        recent = []                                       # (step, lr, loss) since the last check
         for i, batch in enumerate(self.train_loader):
             x, y = unpack_batch(batch)
             x, y = x.to(self.device), y.to(self.device)
@@ -106,9 +125,9 @@ class MoonTrainer:
             else:
                 logits = self.net(x)
                 loss = F.cross_entropy(logits, y)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}, step {self.step}"
-                                         f" (lr {lr:.4g}); lower optimizer.lr")
+            recent.append((self.step, lr, loss.detach()))
+            if len(recent) >= FINITE_CHECK_STEPS:
+                check_finite(recent, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.masking.step(self.optimizer, self.step):
@@ -116,9 +135,11 @@ class MoonTrainer:
                 check_masks_agree(self.masking.masks, self.step)  # lock-step guard (several processes)
             if self.vote and epoch >= self.vote_start and self._is_snapshot_step(i):
                 self.vote.add(self.module)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits[:, : self.module_classes].argmax(1) == y).sum())
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits[:, : self.module_classes].argmax(1) == y).sum()
             seen += len(y)
+        check_finite(recent, epoch)
+        loss_sum, correct = float(loss_sum), int(correct)
         if self.vote and self.official:
             from .official import official_snapshot_after_epoch
 

@@ -1,6 +1,9 @@
-"""A small CNN for 28x28 inputs: conv32-BN-pool-conv64-BN-pool-fc128-fc.
+"""A small CNN for 28x28 inputs: conv32-BN-ReLU-pool-conv64-BN-ReLU-pool-fc128-fc.
 
 No BatchNorm on the penultimate fc: in our first trial it inverted far-OOD scores.
+Max-pooling runs before the ReLU: the two commute (ReLU is monotone, max is exact), so values and
+gradients are those of ReLU-then-pool, with the ReLU on a quarter of the entries. The adaptive pool
+to 7x7 runs only on maps that are not 7x7 already (28x28 inputs give 7x7: it would be the identity).
 """
 import torch.nn.functional as F
 from torch import nn
@@ -22,8 +25,10 @@ class SmallCNN(OODNetwork):
         self.feature_size = feature_size
 
     def feature_list(self, x):
-        f1 = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-        f2 = self.pool(F.max_pool2d(F.relu(self.bn2(self.conv2(f1))), 2))
+        f1 = F.relu(F.max_pool2d(self.bn1(self.conv1(x)), 2))
+        f2 = F.relu(F.max_pool2d(self.bn2(self.conv2(f1)), 2))
+        if f2.shape[-2:] != (7, 7):
+            f2 = self.pool(f2)
         return [f1, f2, F.relu(self.fc1(f2.flatten(1)))]
 
     def intermediate_forward(self, x, layer_index: int):
