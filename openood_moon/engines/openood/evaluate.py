@@ -8,7 +8,8 @@ What differs:
 * the network comes from each run's ``config.yml`` (``--network`` overrides the name): our
   ``small_cnn``/``resnet18_32x32`` or any network OpenOOD's ``get_network`` knows. ``moon_net.ckpt``
   (a MOON net with its unknown head, so the ``moon`` postprocessor sees K+1 logits) is loaded when
-  present, else ``best.ckpt``; both strictly.
+  present, else ``best.ckpt``, else the compressed ``best.sparse.pt`` of a sparse run
+  (``openood_moon.sparse_export``); all strictly.
 * ``--id-data``: OpenOOD's benchmarks, the embedded ``mnist6`` (built offline under ``--data-root``)
   and any benchmark a run's ``config.yml`` describes (registered from its image lists, no download).
 * postprocessor settings: ``<config_root>/postprocessors/<pp>.yml`` from ``--config-root``, then
@@ -36,10 +37,13 @@ import yaml
 
 from ...results import METRIC_COLUMNS as COLUMNS, provenance, with_provenance
 from .postprocessor import settings_of
+from ...config import ConfigError
+from ...sparse_export import read_state_dict
 
 from ...config import CONFIGS_ROOT as REPO_CONFIGS  # ours, shipped in the package
 
-CHECKPOINTS = {"auto": ("moon_net.ckpt", "best.ckpt"), "moon_net": ("moon_net.ckpt",), "best": ("best.ckpt",)}
+CHECKPOINTS = {"auto": ("moon_net.ckpt", "best.ckpt", "best.sparse.pt"), "moon_net": ("moon_net.ckpt",),
+               "best": ("best.ckpt", "best.sparse.pt"), "sparse": ("best.sparse.pt",)}  # .sparse.pt: sparse_export
 
 
 class EvalError(Exception):
@@ -168,22 +172,18 @@ def load_network(run_dir: str, section: Dict, which: str = "auto") -> Tuple[torc
     if not names:
         raise EvalError(f"{run_dir}: no {' or '.join(CHECKPOINTS[which])}")
     path = os.path.join(run_dir, names[0])
-    from openood_moon.checkpoint import load_checkpoint, tensor_mismatch
-    from openood_moon.config import ConfigError
-
     try:
-        state = load_checkpoint(path)                    # weights_only=True
+        state = read_state_dict(path)                    # a plain state_dict or a compressed sparse export
     except ConfigError as err:
         raise EvalError(str(err)) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise EvalError(f"{path} is not a state_dict (a mapping of names to tensors, as best.ckpt and "
-                        "moon_net.ckpt hold)")
     try:
         net = get_network(Config(section))
     except Exception as err:  # noqa: BLE001 - OpenOOD raises a bare Exception for unknown names
         raise EvalError(f"cannot build network {section['name']!r}: {err}") from None
     if "fc_unknown.weight" in state and not hasattr(net, "fc_unknown"):
         net = MoonNet(net, int(section["num_classes"]))
+    from openood_moon.checkpoint import tensor_mismatch
+
     problems = tensor_mismatch(state, net.state_dict(), "weights")      # what differs, by name and shape
     try:
         if not problems:
@@ -311,7 +311,7 @@ def parse_args(argv):
                         help="folder with postprocessors/<pp>.yml, searched before ours and OpenOOD's")
     parser.add_argument("--network", default=None, help="network name (default: the run's config.yml)")
     parser.add_argument("--checkpoint", default="auto", choices=sorted(CHECKPOINTS),
-                        help="auto: moon_net.ckpt when present, else best.ckpt")
+                        help="auto: moon_net.ckpt when present, else best.ckpt, else best.sparse.pt")
     parser.add_argument("--num-workers", type=int, default=4)
     return parser.parse_args(argv)
 
