@@ -32,6 +32,14 @@ from .sparse import Masking
 
 
 FINITE_CHECK_STEPS = 50                               # steps between two checks of the loss for NaN/inf
+CHANNELS_LAST_DEVICES = ("cpu",)   # measured faster there (docs/benchmarks.md); no GPU measured yet
+
+
+def channels_last_on(device: torch.device) -> bool:
+    """Whether image batches are made channels-last (NHWC strides) before the forward pass on ``device``.
+    Only the batch changes: parameters, masks and gradients stay in the default layout; the convolutions
+    then run channels-last (the same values up to float summation order)."""
+    return torch.device(device).type in CHANNELS_LAST_DEVICES
 
 
 def check_finite(recent: List[Tuple[int, float, torch.Tensor]], epoch: int) -> None:
@@ -115,6 +123,8 @@ class MoonTrainer:
         for i, batch in enumerate(self.train_loader):
             x, y = unpack_batch(batch)
             x, y = x.to(self.device), y.to(self.device)
+            if x.dim() == 4 and channels_last_on(self.device):
+                x = x.contiguous(memory_format=torch.channels_last)
             lr = self._set_lr()
             self.step += 1
             if self.tuner:
