@@ -137,10 +137,10 @@ def settings(table: pd.DataFrame) -> List[Tuple[str, pd.DataFrame]]:
     return [(" · ".join(map(str, keys)), g) for keys, g in t.groupby(SETTING, sort=True)]
 
 
-def per_set_table(table: pd.DataFrame, scores: Sequence[str] = ("msp", "moon")) -> pd.DataFrame:
+def per_set_table(table: pd.DataFrame, scores: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """AUROC mean ± std over seeds for every OOD set (the near/far aggregates and each set apart),
-    per cell × variant × score; one setting's rows."""
-    t = table[table["score"].isin(scores)]
+    per cell × variant × score (default: every score the rows hold); one setting's rows."""
+    t = table if scores is None else table[table["score"].isin(scores)]
     sets = list(dict.fromkeys(t["ood_set"]))
     rows = []
     for keys, g in t.groupby(["cell", "variant", "score"], sort=False):

@@ -2,7 +2,8 @@
 apart, and settings are compared only by explicit paired differences (hand-computed expectations)."""
 import pandas as pd
 
-from openood_moon.study.report import differences, score_table, setting_differences, settings, write_summary
+from openood_moon.study.report import (differences, per_set_table, score_table, setting_differences, settings,
+                                       write_summary)
 from openood_moon.study.tidy import COLUMNS
 
 
@@ -27,6 +28,7 @@ def table():
     # default: MOON's `moon` − sparse MSP = +2 on every seed (near), +1 (far)
     r += rows("default", "standalone", "sparse", "msp", [80, 81, 83], [90, 91, 95], [98, 97, 99])
     r += rows("default", "standalone", "sparse_moon", "moon", [82, 83, 85], [91, 92, 96], [98, 97, 99])
+    r += rows("default", "standalone", "sparse", "knn", [60, 61, 62], [70, 71, 72], [98, 97, 99])
     # official: −10 on every seed (near), −5 (far); sparse MSP 10 below default's on every seed
     r += rows("official", "standalone", "sparse", "msp", [70, 71, 73], [80, 81, 85], [96, 95, 97])
     r += rows("official", "standalone", "sparse_moon", "moon", [60, 61, 63], [75, 76, 80], [96, 95, 97])
@@ -66,3 +68,14 @@ def test_score_table_keeps_presets_apart():
     assert list(t["preset"]) == ["default", "official"] and list(t["seeds"]) == [3, 3]
     # near MSP: mean (80+81+83)/3 = 81.33, sd 1.53; official 10 lower, same sd
     assert list(t["near AUROC"]) == ["81.33 ± 1.53", "71.33 ± 1.53"]
+
+
+def test_per_set_table_lists_every_score_and_set_of_one_setting():
+    rows = dict(settings(table()))["mnist6 · standalone · default"]
+    t = per_set_table(rows).set_index(["variant", "score"])
+    assert list(t.index) == [("sparse", "msp"), ("sparse_moon", "moon"), ("sparse", "knn")]
+    assert t.loc[("sparse", "knn"), "nearood"] == "61.00 ± 1.00"
+    # far of sparse MSP: 90, 91, 95 -> mean 92.00, sd sqrt(7) = 2.65
+    assert t.loc[("sparse", "msp"), "farood"] == "92.00 ± 2.65"
+    assert t.loc[("sparse_moon", "moon"), "nearood"] == "83.33 ± 1.53"
+    assert list(per_set_table(rows, ["msp"])["score"]) == ["msp"]
