@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from openood_moon import distributed
+from bitwise import assert_same  # noqa: E402
 from openood_moon.checkpoint import load_checkpoint
 from openood_moon.cli import main
 from openood_moon.config import ConfigError
@@ -120,23 +121,6 @@ def assert_close(a, b, where, atol=1e-5):
     for key in a:
         diff = (a[key].double() - b[key].double()).abs().max().item() if a[key].numel() else 0.0
         assert diff <= atol, f"{where}.{key}: max |difference| {diff}"
-
-
-def assert_same(a, b, where):
-    """Bitwise equal, recursively (tensors, dicts, lists, plain values)."""
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def assert_equal(a, b, where):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bitwise import assert_same  # noqa: E402
 from openood_moon.checkpoint import load_checkpoint
 from openood_moon.cli import main
 from openood_moon.engines.standalone.run import StandaloneEngine
@@ -94,22 +95,6 @@ def reference(mnist6_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
     assert main(command(mnist6_root, out)) == 0
     return out / RUN
-
-
-def assert_same(a, b, where):
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def assert_same_run(run, reference):
