@@ -33,6 +33,12 @@ def _group_rows(table: pd.DataFrame, metric: str = "AUROC") -> pd.DataFrame:
               "ACC", "ECE"]]
 
 
+def aligned_interval(left: pd.Series, right: pd.Series) -> Interval:
+    """Paired interval of ``left − right`` over the index values (the pairing keys) both hold."""
+    both = left.index.intersection(right.index)
+    return paired_interval(left.loc[both].values, right.loc[both].values)
+
+
 def paired(table: pd.DataFrame, a: Dict, b: Dict, score_a: str, score_b: str, ood_set: str,
            metric: str = "AUROC", keys: Sequence[str] = PAIR_KEYS) -> Interval:
     """Interval of ``metric(a) − metric(b)`` paired by ``keys`` (seed included)."""
@@ -45,9 +51,7 @@ def paired(table: pd.DataFrame, a: Dict, b: Dict, score_a: str, score_b: str, oo
             m &= t[k] == v
         return t[m].set_index(list(keys))[metric]
 
-    left, right = pick(a, score_a), pick(b, score_b)
-    both = left.index.intersection(right.index)
-    return paired_interval(left.loc[both].values, right.loc[both].values)
+    return aligned_interval(pick(a, score_a), pick(b, score_b))
 
 
 def sparse_cells(table: pd.DataFrame) -> List[Tuple]:
@@ -165,15 +169,12 @@ def setting_differences(table: pd.DataFrame, scores: Sequence[str] = ("msp", "mo
             row = {"comparison": f"{axis}: {other} − {base}", **dict(zip(keys_of, keys))}
             for group in ("nearood", "farood"):
                 gg = g[g["ood_set"] == group]
-                left = gg[gg[axis] == other].set_index("seed")["AUROC"]
-                right = gg[gg[axis] == base].set_index("seed")["AUROC"]
-                both = left.index.intersection(right.index)
-                row[group[:-3]] = str(paired_interval(left.loc[both].values, right.loc[both].values))
-                row["n"] = len(both)
+                left, right = (gg[gg[axis] == v].set_index("seed")["AUROC"] for v in (other, base))
+                iv = aligned_interval(left, right)
+                row[group[:-3]], row["n"] = str(iv), iv.n
             acc = g[g["ood_set"] == "nearood"]
             left, right = (acc[acc[axis] == v].set_index("seed")["ACC"] for v in (other, base))
-            both = left.index.intersection(right.index)
-            row["ACC"] = str(paired_interval(left.loc[both].values, right.loc[both].values))
+            row["ACC"] = str(aligned_interval(left, right))
             if row["n"]:
                 rows.append(row)
     return pd.DataFrame(rows)
