@@ -4,7 +4,9 @@ An image list holds one ``relative/path.png <label>`` per line (split on the fir
 use label -1), paths joined to ``data_dir``; images are read with PIL and converted to RGB, as in
 OpenOOD's ``ImglistDataset``. All images are decoded once into a uint8 cache, so epochs are cheap;
 a transform with a ``prepare`` method (:mod:`openood_moon.data.transforms`: RGB, resize to
-``pre_size``, centre crop to ``image_size``) is applied while caching, the rest per item.
+``pre_size``, centre crop to ``image_size``) is applied while caching, the rest a batch at a time
+(``ImglistDataset.__getitems__``: one gather and one normalisation per batch, equal bit for bit to
+item-by-item transforms).
 
 Reproducible data order: the train loader's :class:`EpochSampler` and the loader share one
 ``torch.Generator`` (``loader.generator``). The sampler draws the permutation *and* one
@@ -23,7 +25,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..config import ConfigError
 from .transforms import EvalTransform, TrainTransform, Transforms, build_transforms
@@ -161,6 +163,28 @@ class ImglistDataset(Dataset):
                 "image_name": self.entries[index][0], "index": int(index)}
 
 
+    def __getitems__(self, indices) -> object:
+        """A whole batch as one dict (``data`` stacked, ``label`` and ``index`` tensors, ``image_name`` a
+        list), transformed by the transform's ``batch`` method: what ``default_collate`` of the items
+        gives, at a fraction of the cost. Falls back to the list of items (collated by
+        :func:`collate`) for images of different sizes or a transform without ``batch``."""
+        pairs = [tuple(i) if isinstance(i, (tuple, list)) else (i, None) for i in indices]
+        batched = getattr(self.transform, "batch", None)
+        if not isinstance(self.images, torch.Tensor) or batched is None \
+                or (getattr(self.transform, "takes_generator", False) and any(s is None for _, s in pairs)):
+            return [self[i] for i in indices]
+        index = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+        generators = [torch.Generator().manual_seed(int(s)) for _, s in pairs] if pairs[0][1] is not None else None
+        return {"data": batched(self.images[index], generators), "label": self.labels[index],
+                "image_name": [self.entries[i][0] for i, _ in pairs], "index": index}
+
+
+def collate(batch):
+    """Collate for :class:`ImglistDataset` loaders: a batch ``__getitems__`` already built passes
+    through; a list of items goes to ``default_collate``."""
+    return batch if isinstance(batch, dict) else default_collate(batch)
+
+
 class EpochSampler(Sampler):
     """Shuffling sampler yielding ``(index, aug_seed)`` pairs (plain indices if ``aug_seeds=False``,
     for datasets such as ``TensorDataset``), all drawn from ``self.generator``.
@@ -200,10 +224,12 @@ class EpochSampler(Sampler):
         return iter(zip(mine.tolist(), aug_seeds[mine].tolist()))
 
 
-def _loader(dataset, batch_size, num_workers, sampler=None) -> DataLoader:
+def loader(dataset, batch_size, num_workers=0, sampler=None) -> DataLoader:
+    """An unshuffled (or ``sampler``-ordered) DataLoader of an :class:`ImglistDataset`, batches built by
+    its ``__getitems__`` (:func:`collate`)."""
     generator = sampler.generator if sampler is not None else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
-                      num_workers=num_workers, generator=generator, drop_last=False)
+                      num_workers=num_workers, generator=generator, drop_last=False, collate_fn=collate)
 
 
 def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_size: int = 256,
@@ -230,13 +256,13 @@ def benchmark_loaders(info: dict, data_root, batch_size: int = 128, test_batch_s
                               transform=transform, max_items=subset)
 
     def eval_loader(entry, size=test_batch_size):
-        return _loader(dataset(entry, eval_transform(transforms)), size, num_workers)
+        return loader(dataset(entry, eval_transform(transforms)), size, num_workers)
 
     train = dataset(info["id"]["train"], train_transform(transforms))
     sampler = EpochSampler(len(train), seed=seed, num_replicas=num_replicas, rank=rank)
     ood, ood_size = info["ood"], ood_batch_size or test_batch_size
     return {
-        "id": {"train": _loader(train, batch_size, num_workers, sampler),
+        "id": {"train": loader(train, batch_size, num_workers, sampler),
                "val": eval_loader(info["id"]["val"]),
                "test": eval_loader(info["id"]["test"])},
         "ood": {"val": eval_loader(ood["val"], ood_size) if ood_val and ood.get("val") else None,

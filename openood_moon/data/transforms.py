@@ -7,7 +7,8 @@ Both engines build their inputs from the same keys: ``dataset.pre_size``, ``imag
         -> [train only: the preprocessor's random part]               ``augment``
         -> uint8 / 255 -> (x - mean) / std                            ``normalise``
 
-so the standalone engine caches ``prepare``'s uint8 output once and augments the cache. Names:
+so the standalone engine caches ``prepare``'s uint8 output once and augments the cache, a whole batch
+at a time (``augment_batch``: the same draws and pixels as ``augment`` image by image). Names:
 
 * ``base`` — OpenOOD v1.5's ``BasePreprocessor`` (train) and ``TestStandardPreProcessor`` (eval)
   for 32x32-style data: random horizontal flip (p = 0.5), then a random ``image_size`` crop of the
@@ -24,7 +25,7 @@ so the standalone engine caches ``prepare``'s uint8 output once and augments the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -93,20 +94,50 @@ class Transforms:
                                self.image_size)
         return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
+    def draws(self, h: int, w: int, generator: Optional[torch.Generator] = None) -> Tuple[bool, int, int]:
+        """One image's random draws ``(flip, top, left)`` in the order of the module docstring."""
+        if self.name == "base":
+            flip = bool(torch.rand(1, generator=generator) < 0.5)
+            top = int(torch.randint(0, h + 2 * BASE_PAD - self.image_size + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w + 2 * BASE_PAD - self.image_size + 1, (1,), generator=generator))
+            return flip, top, left
+        top, left = torch.randint(0, 2 * SHIFT_PAD + 1, (2,), generator=generator).tolist()
+        return False, top, left
+
+    def _geometry(self, h: int, w: int) -> Tuple[int, int, int]:
+        """(zero padding, output height, output width) of the random crop."""
+        if self.name == "base":
+            return BASE_PAD, self.image_size, self.image_size
+        return SHIFT_PAD, h, w
+
     def augment(self, img: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """The random part on a prepared uint8 image; draws from ``generator`` (global RNG if None)."""
         h, w = img.shape[-2:]
-        if self.name == "base":
-            if torch.rand(1, generator=generator) < 0.5:
-                img = TF.hflip(img)
-            top = int(torch.randint(0, h + 2 * BASE_PAD - self.image_size + 1, (1,), generator=generator))
-            left = int(torch.randint(0, w + 2 * BASE_PAD - self.image_size + 1, (1,), generator=generator))
-            return TF.crop(TF.pad(img, [BASE_PAD]), top, left, self.image_size, self.image_size)
-        top, left = torch.randint(0, 2 * SHIFT_PAD + 1, (2,), generator=generator).tolist()
-        return TF.crop(TF.pad(img, [SHIFT_PAD]), top, left, h, w)
+        flip, top, left = self.draws(h, w, generator)
+        pad, out_h, out_w = self._geometry(h, w)
+        if flip:
+            img = TF.hflip(img)
+        return TF.crop(TF.pad(img, [pad]), top, left, out_h, out_w)
+
+    def augment_batch(self, imgs: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """:meth:`augment` of every image of a uint8 batch ``(N, C, H, W)``, image ``i`` drawing from
+        ``generators[i]``, as one gather: output ``i`` is ``padded_i[:, top_i + r, c_i(left_i + s)]`` with
+        ``c(j) = W + 2 pad - 1 - j`` when flipped (flip-then-pad equals pad-then-flip: the padding is
+        symmetric). Equal to :meth:`augment` item by item, bit for bit."""
+        n, _, h, w = imgs.shape
+        pad, out_h, out_w = self._geometry(h, w)
+        flip, top, left = torch.tensor([self.draws(h, w, g) for g in generators],
+                                       dtype=torch.long).reshape(n, 3).unbind(1)
+        rows = top[:, None] + torch.arange(out_h)
+        cols = left[:, None] + torch.arange(out_w)
+        cols = torch.where(flip[:, None].bool(), w + 2 * pad - 1 - cols, cols)
+        padded = torch.nn.functional.pad(imgs, (pad, pad, pad, pad)).flatten(2)     # (N, C, Hp * Wp)
+        flat = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).flatten(1)     # (N, h * w)
+        out = torch.gather(padded, 2, flat[:, None, :].expand(-1, imgs.shape[1], -1))
+        return out.reshape(n, imgs.shape[1], out_h, out_w)
 
     def normalise(self, img: torch.Tensor) -> torch.Tensor:
-        """uint8 -> float32 in [0, 1] (as ToTensor) -> (x - mean) / std."""
+        """uint8 -> float32 in [0, 1] (as ToTensor) -> (x - mean) / std; one image or a batch."""
         return TF.normalize(img.to(torch.float32).div(255), self.mean, self.std)
 
     # ---------------------------------------------------------------- whole transforms
@@ -157,6 +188,10 @@ class TrainTransform:
     def __call__(self, img: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         return self.transforms.train(img, generator)
 
+    def batch(self, imgs: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """``__call__`` of every image of a uint8 batch (image ``i`` draws from ``generators[i]``)."""
+        return self.transforms.normalise(self.transforms.augment_batch(imgs, generators))
+
     def __repr__(self) -> str:
         return f"TrainTransform({self.transforms})"
 
@@ -172,6 +207,10 @@ class EvalTransform:
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         return self.transforms.eval(img)
+
+    def batch(self, imgs: torch.Tensor, generators=None) -> torch.Tensor:
+        """``__call__`` of every image of a uint8 batch."""
+        return self.transforms.eval(imgs)
 
     def __repr__(self) -> str:
         return f"EvalTransform({self.transforms})"

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from openood_moon.data.embedded import EMBEDDED_INFO
 from openood_moon.data.imglist import (ImglistDataset, benchmark_loaders, epoch_seed, eval_transform,
                                        read_imglist)
+from openood_moon.data.transforms import build_transforms
 
 
 @pytest.fixture
@@ -106,3 +108,29 @@ def test_train_sharding_covers_everything_once(mnist6_root):
     idx = [_epoch(s)[1] for s in shards]
     assert len(idx[0]) == len(idx[1]) == 5
     assert sorted(torch.cat(idx).tolist()) == list(range(10))
+
+
+@pytest.mark.parametrize("name, image_size", [("shift", 28), ("base", 24)])
+def test_batched_loaders_equal_item_by_item_transforms(mnist6_root, name, image_size):
+    """A batch built by ``ImglistDataset.__getitems__`` (one gather + one normalisation) equals
+    ``default_collate`` of the items' torchvision-op transforms, bit for bit, train and eval."""
+    transforms = build_transforms({"preprocessor": {"name": name},
+                                   "dataset": {"pre_size": 28, "image_size": image_size}})
+    loaders = benchmark_loaders(EMBEDDED_INFO, mnist6_root, batch_size=32, test_batch_size=64, subset=100,
+                                seed=7, transforms=transforms)
+    for loader in (loaders["id"]["train"], loaders["id"]["test"]):
+        if loader.sampler is not None and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(4)
+        batched = list(loader)
+        loader.dataset.__getitems__ = None      # DataLoader then fetches item by item
+        items = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler,
+                           generator=loader.generator)
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(4)
+        by_item = list(items)
+        del loader.dataset.__getitems__
+        assert len(batched) == len(by_item) > 1
+        for a, b in zip(batched, by_item):
+            assert a["data"].shape[-2:] == (image_size, image_size)
+            assert torch.equal(a["data"], b["data"]) and torch.equal(a["label"], b["label"])
+            assert torch.equal(a["index"], b["index"]) and a["image_name"] == b["image_name"]

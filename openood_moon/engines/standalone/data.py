@@ -22,12 +22,11 @@ import copy
 import os
 from typing import Any, Dict, Optional
 
-from torch.utils.data import DataLoader
 
 from ...config import ConfigError
 from ...data.builder import EMBEDDED_BENCHMARKS, build, embedded_benchmark
 from ...data.check import check_benchmark, check_data_root
-from ...data.imglist import benchmark_loaders, eval_transform, info_from_configs
+from ...data.imglist import benchmark_loaders, eval_transform, info_from_configs, loader
 from ...data.transforms import build_transforms
 from ...distributed import per_rank_batch, rank, world_size
 from ...evaluation.groups import separate_groups
@@ -140,5 +139,5 @@ def build_loaders(cfg: Dict[str, Any]) -> Dict[str, Any]:
                                 transforms=transforms, ood_val=False)
     plain = copy.copy(loaders["id"]["train"].dataset)  # same cached images, test transform
     plain.transform = eval_transform(transforms)
-    loaders["id"]["train_eval"] = DataLoader(plain, batch_size=test_bs, shuffle=False)
+    loaders["id"]["train_eval"] = loader(plain, test_bs)
     return loaders
