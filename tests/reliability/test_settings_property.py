@@ -102,7 +102,7 @@ def expected_valid(e, w, v, enabled, unknown, vote, momentum, nesterov, end, den
     moon_loss, voting = enabled and unknown, enabled and vote
     return (e >= 1 and w >= 0 and v >= 0 and 0 <= momentum < 1 and (momentum > 0 or not nesterov)
             and 0 <= end <= 1 and 0 < density <= 1 and alpha > 0
-            and (not moon_loss or 1 <= w < e) and (not voting or 1 <= v < e)
+            and (not moon_loss or 1 <= w < e) and (not voting or v < e)      # vote_epochs 0: no vote
             and (not (moon_loss and voting) or w + v <= e))
 
 
@@ -119,6 +119,8 @@ def expected_valid(e, w, v, enabled, unknown, vote, momentum, nesterov, end, den
          density=0.1, alpha=1.0)                                   # the vote would average a warm-up model
 @example(e=3, w=2, v=2, enabled=True, unknown=True, vote=False, momentum=0.9, nesterov=True, end=0.75,
          density=0.1, alpha=1.0)                                   # no vote: no relation
+@example(e=1, w=0, v=0, enabled=True, unknown=False, vote=True, momentum=0.0, nesterov=False, end=0.0,
+         density=0.05, alpha=1e-6)                                 # vote_epochs 0 switches the vote off
 def test_relations_between_epochs_moon_switches_and_optimizer(e, w, v, enabled, unknown, vote, momentum, nesterov,
                                                               end, density, alpha):
     cfg = default_config()
