@@ -41,6 +41,25 @@ def unpack_batch(batch: Any) -> Tuple[torch.Tensor, torch.Tensor]:
                     f"got {type(batch).__name__}")
 
 
+CHANNELS_LAST_DEVICES = ("cpu",)   # measured faster there (docs/benchmarks.md); no GPU measured yet
+
+
+def channels_last_on(device) -> bool:
+    """Whether image batches are made channels-last (NHWC strides) before a forward pass on ``device``.
+    Only the batch changes: parameters, masks and gradients stay in the default layout; the convolutions
+    then run channels-last (the same values up to float summation order)."""
+    return torch.device(device).type in CHANNELS_LAST_DEVICES
+
+
+def model_input(x: torch.Tensor, device) -> torch.Tensor:
+    """``x`` on ``device``; a 4-D image batch channels-last where :func:`channels_last_on` (training
+    steps, the vote's BatchNorm pass and evaluation forward passes alike)."""
+    x = x.to(device)
+    if x.dim() == 4 and channels_last_on(x.device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def device_of(net: nn.Module) -> torch.device:
     """The device of ``net``'s first parameter (CPU for a net without parameters)."""
     param = next(iter(net.parameters()), None)

@@ -26,20 +26,12 @@ from torch import nn
 from .config import ConfigError
 from .distributed import check_masks_agree, global_mean, sum_over_ranks, sums_over_ranks
 from .moon import AlphaTuner, WeightVote, moon_loss, moon_lr, recalibrate_batchnorm, tuner_statistic
-from .netutils import fc_layer, has_unknown_head, unpack_batch, unwrap
+from .netutils import fc_layer, has_unknown_head, model_input, unpack_batch, unwrap
 from .settings import TrainSettings
 from .sparse import Masking
 
 
 FINITE_CHECK_STEPS = 50                               # steps between two checks of the loss for NaN/inf
-CHANNELS_LAST_DEVICES = ("cpu",)   # measured faster there (docs/benchmarks.md); no GPU measured yet
-
-
-def channels_last_on(device: torch.device) -> bool:
-    """Whether image batches are made channels-last (NHWC strides) before the forward pass on ``device``.
-    Only the batch changes: parameters, masks and gradients stay in the default layout; the convolutions
-    then run channels-last (the same values up to float summation order)."""
-    return torch.device(device).type in CHANNELS_LAST_DEVICES
 
 
 def check_finite(recent: List[Tuple[int, float, torch.Tensor]], epoch: int) -> None:
@@ -122,9 +114,7 @@ class MoonTrainer:
         recent = []                                       # (step, lr, loss) since the last check
         for i, batch in enumerate(self.train_loader):
             x, y = unpack_batch(batch)
-            x, y = x.to(self.device), y.to(self.device)
-            if x.dim() == 4 and channels_last_on(self.device):
-                x = x.contiguous(memory_format=torch.channels_last)
+            x, y = model_input(x, self.device), y.to(self.device)
             lr = self._set_lr()
             self.step += 1
             if self.tuner:
@@ -176,7 +166,7 @@ class MoonTrainer:
     def finalize_vote(self) -> nn.Module:
         """Average the snapshots into a copy of the model and recalibrate its BatchNorm."""
         self.voted = self.vote.averaged_model(self.module)
-        inputs = (unpack_batch(b)[0] for b in self.bn_loader)
+        inputs = (model_input(unpack_batch(b)[0], self.device) for b in self.bn_loader)
         recalibrate_batchnorm(self.voted, inputs, self.device, reduce=sum_over_ranks)  # all ranks' data
         self.voted.eval()
         return self.voted

@@ -1,10 +1,12 @@
-"""Channels-last training batches on the CPU (measured faster there: docs/benchmarks.md): the network
-sees its batches channels-last, and training gives the results of the default memory format within
+"""Channels-last batches on the CPU (measured faster there: docs/benchmarks.md): the network sees its
+training batches, the vote's BatchNorm pass and evaluation batches channels-last, and training gives the results of the default memory format within
 float tolerance (only the convolution's summation order differs); other devices keep the default."""
 import pytest
 import torch
 
-import openood_moon.trainer as trainer_module
+import openood_moon.netutils as netutils
+from openood_moon.evaluation.outputs import collect_outputs
+from openood_moon.moon import WeightVote
 from openood_moon.networks import SmallCNN
 from openood_moon.trainer import MoonTrainer
 
@@ -35,13 +37,27 @@ def test_cpu_training_batches_reach_the_network_channels_last():
     assert net.seen == [True] * 4
 
 
+def test_vote_batchnorm_pass_and_evaluation_see_channels_last_batches():
+    torch.manual_seed(0)
+    t = trainer(spy(SmallCNN(6)), batches())
+    t.train_epoch()
+    t.module.seen.clear()
+    t.vote = WeightVote()
+    t.vote.add(t.module)
+    voted = t.finalize_vote()                 # a copy of the spy: its own `seen`, filled by the BN pass
+    assert voted.seen == [True] * 4
+    voted.seen.clear()
+    collect_outputs(voted, batches(2, seed=1))
+    assert voted.seen == [True] * 2
+
+
 def test_other_devices_keep_the_default_format():
-    assert trainer_module.channels_last_on(torch.device("cpu"))
-    assert not trainer_module.channels_last_on(torch.device("cuda"))
+    assert netutils.channels_last_on(torch.device("cpu"))
+    assert not netutils.channels_last_on(torch.device("cuda"))
 
 
 def train_two_epochs(monkeypatch, channels_last):
-    monkeypatch.setattr(trainer_module, "CHANNELS_LAST_DEVICES", ("cpu",) if channels_last else ())
+    monkeypatch.setattr(netutils, "CHANNELS_LAST_DEVICES", ("cpu",) if channels_last else ())
     torch.manual_seed(0)
     t = trainer(SmallCNN(6), batches())
     metrics = [t.train_epoch() for _ in range(2)]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..netutils import has_unknown_head, unpack_batch
+from ..netutils import has_unknown_head, model_input, unpack_batch
 from . import metrics
 
 
@@ -42,7 +42,7 @@ def collect_outputs(
     logits, features, labels, logits_k1 = [], [], [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         x, y = unpack_batch(batch)
-        x = x.to(device)
+        x = model_input(x, device)
         if unknown:
             out_k1, feat = net(x, return_unknown=True, return_feature=True)
             logits_k1.append(out_k1.float().cpu())

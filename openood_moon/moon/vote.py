@@ -65,7 +65,7 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], devi
                           reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> int:
     """Set every BN layer's running stats to the exact mean / unbiased variance of its inputs.
 
-    One forward pass in train mode over ``inputs`` (batches of input tensors), as in SWA's
+    One forward pass in train mode, without autograd, over ``inputs`` (batches of input tensors), as in SWA's
     ``update_bn``; per channel, sums of x and x² are accumulated in float64. Returns the number
     of samples seen.
 
@@ -79,19 +79,20 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], devi
     sums = {}
 
     def hook(module, args):
-        x = args[0].detach().double()
-        dims = [d for d in range(x.dim()) if d != 1]
+        x = args[0].detach()
+        x = x.movedim(1, -1).reshape(-1, x.shape[1]).double()   # (samples, C): a view when channels-last
         s, sq, n = sums.get(module, (0.0, 0.0, 0))
-        sums[module] = (s + x.sum(dims), sq + (x * x).sum(dims), n + x.numel() // x.shape[1])
+        sums[module] = (s + x.sum(0), sq + (x * x).sum(0), n + x.shape[0])
 
     was_training = model.training
     handles = [bn.register_forward_pre_hook(hook) for bn in bns]
     model.train()
     samples = 0
     try:
-        for x in inputs:
-            model(x.to(device))
-            samples += x.shape[0]
+        with torch.no_grad():
+            for x in inputs:
+                model(x.to(device))
+                samples += x.shape[0]
     finally:
         for h in handles:
             h.remove()
