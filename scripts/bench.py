@@ -8,7 +8,7 @@ and the main job, printed as ratios side by side. Not part of the tests (no timi
     python scripts/bench.py export                                  # best.ckpt vs best.sparse.pt, checkpoint.pt
     python scripts/bench.py inference  [--reps 5]                   # sparse (CSR) vs dense CPU inference
     python scripts/bench.py hotpaths   [--reps 15]                  # before/after of the faster hot paths
-    python scripts/bench.py job        [--reps 1] [--old DIR]       # the main job: wall, breakdown, vote share,
+    python scripts/bench.py job        [--reps 1] [--old DIR] [--seeds 0 1 2]  # the main job: wall, breakdown, vote share,
                                                                     # evaluation per postprocessor, peak RSS
     python scripts/bench.py all
 
@@ -581,6 +581,36 @@ def _job_child(argv: List[str], probe: bool, out_json: str) -> None:
         "parts": dict(probes.totals), "counts": dict(probes.counts)}))
 
 
+def _job_results(ood_csv: Path) -> Dict[str, float]:
+    """ID ACC and the ``moon`` score's near / far AUROC of a run's ``ood.csv`` (either checkout's layout:
+    a ``postprocessor`` column, or postprocessor and dataset as the first two columns)."""
+    import pandas as pd
+
+    table = pd.read_csv(ood_csv)
+    pp, ds = ("postprocessor", "dataset") if "postprocessor" in table.columns else tuple(table.columns[:2])
+    moon = table[table[pp] == "moon"].set_index(ds)
+    return {"ACC": float(moon["ACC"].iloc[0]), "moon near AUROC": float(moon.loc["nearood", "AUROC"]),
+            "moon far AUROC": float(moon.loc["farood", "AUROC"])}
+
+
+def _print_seed_noise(results) -> None:
+    """Results of the two checkouts, paired by seed (first repetition of each seed): now − old with a
+    95 % t-interval (:func:`openood_moon.study.stats.paired_interval`) beside the seeds' std."""
+    first = {label: {r["seed"]: r["results"] for r in reversed(runs)} for label, runs in results.items()}
+    seeds = sorted(set(first["now"]) & set(first["old"]))
+    if len(seeds) < 2:
+        return
+    from openood_moon.study.stats import paired_interval
+
+    print(f"results, seeds {seeds} (mean ± std over seeds; now − old paired by seed, 95 % t-interval):")
+    for key in first["now"][seeds[0]]:
+        now_v = [first["now"][s][key] for s in seeds]
+        old_v = [first["old"][s][key] for s in seeds]
+        print(f"  {key:<16} now {statistics.mean(now_v):6.2f} ± {statistics.stdev(now_v):4.2f}   "
+              f"old {statistics.mean(old_v):6.2f} ± {statistics.stdev(old_v):4.2f}   "
+              f"now − old {paired_interval(now_v, old_v)}")
+
+
 def bench_job(args) -> None:
     checkouts = [("now", REPO)] + ([("old", Path(args.old).resolve())] if args.old else [])
     data = Path(tempfile.mkdtemp(prefix="bench-data-"))
@@ -592,10 +622,11 @@ def bench_job(args) -> None:
                         str(roots[label])], cwd=repo, check=True, capture_output=True)
     results = defaultdict(list)
     for r in range(args.reps):
+        seed = args.seeds[r % len(args.seeds)]          # both checkouts run the same seed in a repetition
         for label, repo in (checkouts if r % 2 == 0 else checkouts[::-1]):
             with tempfile.TemporaryDirectory(prefix="bench-job-") as out:
                 js = Path(out) / "timing.json"
-                argv = ["--config", "configs/pipelines/train/moon.yml", "--engine", "standalone",
+                argv = ["--config", "configs/pipelines/train/moon.yml", "--engine", "standalone", "--seed", str(seed),
                         "--output_dir", out, "--dataset.data_root", str(roots[label])] + args.job_args
                 env = {**os.environ, "PYTHONPATH": str(repo)}
                 start = time.perf_counter()
@@ -608,11 +639,13 @@ def bench_job(args) -> None:
                     raise SystemExit(f"main job failed in {repo}")
                 got = json.loads(js.read_text())
                 got["wall_s"] = wall
-                run = next(Path(out).glob("*/s0"))
+                run = next(Path(out).glob(f"*/s{seed}"))
                 got["files"] = {p.name: p.stat().st_size for p in run.iterdir() if p.is_file()}
+                got["seed"], got["results"] = seed, _job_results(run / "ood.csv")
                 got["table"] = [line for line in proc.stdout.splitlines() if line.startswith(("ID:", "moon", "msp"))]
                 results[label].append(got)
-                print(f"[{label}] wall {wall:.1f} s, CPU {got['cpu_s']:.1f} s, peak {got['peak_mb']:.0f} MB", flush=True)
+                print(f"[{label}] seed {seed}: wall {wall:.1f} s, CPU {got['cpu_s']:.1f} s, peak {got['peak_mb']:.0f} MB, "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in got["results"].items()), flush=True)
     for label, runs in results.items():
         print(f"main job ({label}: {checkouts[0][1] if label == 'now' else args.old}), {len(runs)} run(s): "
               f"wall {summary([r['wall_s'] for r in runs], '{:.1f}')} s, CPU (user+sys) "
@@ -644,6 +677,7 @@ def bench_job(args) -> None:
         for key, what in (("wall_s", "wall"), ("cpu_s", "CPU (user+sys)")):
             ratio = [a[key] / b[key] for a, b in zip(results["now"], results["old"])]
             print(f"main job {what} now / old: {summary(ratio)} (target <= 0.65)")
+        _print_seed_noise(results)
 
 
 # ------------------------------------------------------------------ entry point
@@ -673,6 +707,8 @@ def main(argv=None) -> int:
     p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS),
                    help="networks for steps, topology and memory")
     p.add_argument("--old", default=None, help="another checkout for `job` (alternated with this one)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="`job`: repetition r runs seed seeds[r %% len(seeds)] in both checkouts")
     p.add_argument("--job-args", nargs=argparse.REMAINDER, default=[], help="extra main.py arguments")
     args = p.parse_args(argv)
     _import_repo()
