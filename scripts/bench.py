@@ -21,6 +21,7 @@ alternates the two checkouts.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import os
@@ -491,6 +492,37 @@ def bench_hotpaths(args) -> None:
         times = interleaved(fns, args.reps)
         print(f"plain loop, {name} batch {NETS[name]['batch']}, CPU:")
         print("\n".join(ratio_lines(times, "device accumulation", per=steps)))
+    # data loading: one epoch of the embedded benchmark's train loader, batch by batch
+    # (ImglistDataset.__getitems__) against item by item (per-item transforms + default_collate)
+    from torch.utils.data import DataLoader
+
+    from openood_moon.data.embedded import EMBEDDED_INFO, build_embedded
+    from openood_moon.data.imglist import benchmark_loaders
+
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as root:
+        build_embedded(root)
+        train = benchmark_loaders(EMBEDDED_INFO, root, batch_size=128, seed=0)["id"]["train"]
+        itemwise = copy.copy(train.dataset)
+        itemwise.__getitems__ = None                       # DataLoader then fetches and collates item by item
+        by_item = DataLoader(itemwise, batch_size=128, sampler=train.sampler, generator=train.generator)
+
+        def epoch(loader):
+            def run():
+                loader.sampler.set_epoch(0)
+                for _ in loader:
+                    pass
+            return run
+
+        train.sampler.set_epoch(0)
+        a = [b["data"] for b in train]
+        train.sampler.set_epoch(0)
+        same = all(torch.equal(x, b["data"]) for x, b in zip(a, by_item))
+        times = interleaved({"item by item": timed(epoch(by_item), "cpu"), "batched": timed(epoch(train), "cpu")},
+                            args.reps)
+        print(f"train loader, one epoch of mnist6 (2250 images, batch 128; identical batches: {same}): item by item "
+              f"{summary([t * 1e3 for t in times['item by item']], '{:.0f}')} ms, batched "
+              f"{summary([t * 1e3 for t in times['batched']], '{:.0f}')} ms, batched / item by item "
+              f"{summary([a / b for a, b in zip(times['batched'], times['item by item'])])}")
 
 
 # ------------------------------------------------------------------ the main job
