@@ -523,6 +523,21 @@ def bench_hotpaths(args) -> None:
               f"{summary([t * 1e3 for t in times['item by item']], '{:.0f}')} ms, batched "
               f"{summary([t * 1e3 for t in times['batched']], '{:.0f}')} ms, batched / item by item "
               f"{summary([a / b for a, b in zip(times['batched'], times['item by item'])])}")
+    # the masking passes of every non-update step: gradients (needed), then weights and momentum
+    # re-masked after the optimizer step (a guarantee for any optimizer; no-ops for SGD on a masked gradient)
+    for name in ("small_cnn", "resnet18"):
+        t = moon_trainer(name, "sparse", make_batches(name, 1, "cpu"), "cpu")
+        masking, optimizer = t.masking, t.optimizer
+        t.train_epoch()
+
+        def passes(masking=masking, optimizer=optimizer):
+            masking.mask_gradients()
+            masking.apply()
+            masking.mask_optimizer_state(optimizer)
+
+        times = interleaved({"mask passes": timed(passes, "cpu")}, args.reps)["mask passes"]
+        print(f"{name}: masking passes per step (gradients, weights, momentum) "
+              f"{summary([x * 1e3 for x in times], '{:.2f}')} ms")
 
 
 # ------------------------------------------------------------------ the main job
