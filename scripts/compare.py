@@ -7,8 +7,9 @@ dataset the grid's ``base_configs`` name (README, "Use your own data").
     python scripts/compare.py --grid configs/study/study_d_rigl98.yml configs/study/study_d_set90.yml \
         --out docs/study/fidelity --report-only            # one report over several grids
 
-Runs every grid point with the standalone engine (``--engine openood``: through the real OpenOOD;
-finished runs are skipped, so an interrupted comparison resumes), appends one tidy CSV row per run ×
+Runs every grid point with the grid's ``engine`` (a ``study.engine`` key, else ``--engine``, else
+``standalone``; ``openood``: through the real OpenOOD), so grids of both engines can be run and
+reported together; finished runs are skipped, so an interrupted comparison resumes), appends one tidy CSV row per run ×
 score × OOD set to ``<out>/study.csv``, then prints and saves the mean ± std table
 (``<out>/table.md``), the paired differences with 95 % confidence intervals (``<out>/summary.md``)
 and AUROC-vs-sparsity plots (``<out>/plots``). Only the grid's own runs are reported: run ids name
@@ -50,6 +51,16 @@ def load_grid(path: str) -> dict:
     return grid
 
 
+def grid_engine(grid: dict, cli_engine) -> str:
+    """The engine a grid runs with: its ``engine`` key, else ``--engine``, else ``standalone``; a grid
+    naming one engine while ``--engine`` names another is a ConfigError."""
+    engine = grid.get("engine")
+    if engine is not None and cli_engine is not None and engine != cli_engine:
+        raise ConfigError(f"grid {grid.get('name', '')!r} names engine {engine!r} but --engine is {cli_engine!r}: "
+                          "drop --engine (each grid's own engine is used) or the grid's engine key")
+    return engine or cli_engine or "standalone"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--grid", nargs="+", default=["configs/study/compare_90.yml"],
@@ -61,7 +72,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run")
     p.add_argument("--limit", type=int, default=None, help="run at most N new runs per grid, then report")
-    p.add_argument("--engine", default="standalone", help="standalone | openood (the real OpenOOD)")
+    p.add_argument("--engine", default=None,
+                   help="standalone | openood (the real OpenOOD), for grids without an engine key (default standalone)")
     p.add_argument("--report-only", action="store_true", help="only summarise the grids' runs in <out>/study.csv")
     p.add_argument("--include-other-configs", action="store_true",
                    help="with --report-only: also report the grids' runs recorded with another config hash")
@@ -76,16 +88,18 @@ def main(argv=None) -> int:
                                  [int(v) for v in values] if key == "seeds" else values)
             if args.epochs is not None:
                 grid["lengths"] = {f"e{args.epochs}": {"epochs": args.epochs}}
+        engines = [grid_engine(grid, args.engine) for grid in grids]
         out = Path(args.out or os.path.join("results", grids[0].get("name", "compare")))
         if args.include_other_configs and not args.report_only:
             raise ConfigError("--include-other-configs only goes with --report-only (runs are never "
                               "reused across configs)")
         if not args.report_only:
-            for grid in grids:
+            for grid, engine in zip(grids, engines):
                 run_study(grid, grid["base_configs"], out,
-                          jobs=args.jobs, threads=args.threads, limit=args.limit, engine=args.engine)
-        tables = [grid_table(grid, grid["base_configs"], out, engine=args.engine,
-                             include_other_configs=args.include_other_configs) for grid in grids]
+                          jobs=args.jobs, threads=args.threads, limit=args.limit, engine=engine)
+        tables = [grid_table(grid, grid["base_configs"], out, engine=engine,
+                             include_other_configs=args.include_other_configs)
+                  for grid, engine in zip(grids, engines)]
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

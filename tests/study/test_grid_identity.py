@@ -124,3 +124,35 @@ def test_legacy_csv_loads_and_appending_keeps_its_rows(tmp_path):
     both = read_tidy(path)
     assert set(both["dataset"]) == {"mnist6", "tiny"} and len(both) == len(table) + 2
     assert both["run_id"].iloc[0] == "mnist6_small_cnn_e20_dense_sp0_dense_s0"
+
+
+HARDER = os.path.join(REPO, "docs", "study", "harder", "study.csv")   # stage E: both engines' runs
+STAGE_E = [os.path.join(REPO, "configs", "study", f"study_e_cnn{suffix}.yml") for suffix in ("", "_openood")]
+
+
+def compare(*args, cwd):
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "compare.py"), *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_grids_of_both_engines_are_reported_together_with_the_engine_difference(tmp_path):
+    """The OpenOOD grid names `engine: openood`: one report holds each engine's recorded runs and the
+    paired openood − standalone rows (without that key the OpenOOD runs are not the grid's)."""
+    shutil.copy(HARDER, tmp_path / "study.csv")
+    recorded = pd.read_csv(HARDER)
+    openood = recorded[(recorded["engine"] == "openood") & (recorded["sparsity"].isin([0, 0.98]))]
+    assert openood["run_id"].nunique() > 0
+    proc = compare("--grid", *STAGE_E, "--sparsities", "0.98", "--out", str(tmp_path), "--report-only",
+                   cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## fmnist6 · standalone · default" in summary and "## fmnist6 · openood · default" in summary
+    assert f"Runs: {openood['run_id'].nunique()}." in summary
+    assert "| engine: openood − standalone |" in summary
+
+
+def test_a_grid_engine_and_another_engine_option_conflict(tmp_path):
+    proc = compare("--grid", STAGE_E[1], "--engine", "standalone", "--out", str(tmp_path), "--report-only",
+                   cwd=REPO)
+    assert proc.returncode == 2
+    assert "names engine 'openood' but --engine is 'standalone'" in proc.stderr
