@@ -166,7 +166,7 @@ class MoonTrainer:
     def finalize_vote(self) -> nn.Module:
         """Average the snapshots into a copy of the model and recalibrate its BatchNorm."""
         self.voted = self.vote.averaged_model(self.module)
-        inputs = (model_input(unpack_batch(b)[0], self.device) for b in self.bn_loader)
+        inputs = (unpack_batch(b)[0] for b in self.bn_loader)
         recalibrate_batchnorm(self.voted, inputs, self.device, reduce=sum_over_ranks)  # all ranks' data
         self.voted.eval()
         return self.voted

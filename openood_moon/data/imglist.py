@@ -162,7 +162,6 @@ class ImglistDataset(Dataset):
         return {"data": data, "label": int(self.labels[index]),
                 "image_name": self.entries[index][0], "index": int(index)}
 
-
     def __getitems__(self, indices) -> object:
         """A whole batch as one dict (``data`` stacked, ``label`` and ``index`` tensors, ``image_name`` a
         list), transformed by the transform's ``batch`` method: what ``default_collate`` of the items

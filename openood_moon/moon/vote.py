@@ -12,6 +12,8 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import nn
 
+from ..netutils import model_input
+
 
 class WeightVote:
     """Running equal-weight mean of a model's parameters (buffers are left to BN recalibration)."""
@@ -91,7 +93,7 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], devi
     try:
         with torch.no_grad():
             for x in inputs:
-                model(x.to(device))
+                model(model_input(x, device))       # channels-last where training is
                 samples += x.shape[0]
     finally:
         for h in handles:

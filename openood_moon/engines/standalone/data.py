@@ -22,7 +22,6 @@ import copy
 import os
 from typing import Any, Dict, Optional
 
-
 from ...config import ConfigError
 from ...data.builder import EMBEDDED_BENCHMARKS, build, embedded_benchmark
 from ...data.check import check_benchmark, check_data_root
