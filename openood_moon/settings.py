@@ -68,7 +68,7 @@ OPTIONAL_KEYS = ("sparse.updates_per_epoch",)
 
 MAX_EPOCHS = 100_000   # a sanity bound: a typo such as 1e9 epochs is refused, not planned step by step
 
-DEFAULT_POSTPROCESSORS = ["msp", "ebo", "knn", "react", "vim", "mds", "moon"]
+DEFAULT_POSTPROCESSORS = ("msp", "ebo", "knn", "react", "vim", "mds", "moon")
 
 
 @dataclass

@@ -56,8 +56,6 @@ __all__ = [
 ]
 
 
-
-
 class UnknownHeadRequired(ValueError):
     """Raised when an unknown-aware postprocessor meets a network without an unknown head."""
 
@@ -136,16 +134,10 @@ class MaxLogitPP(_LogitsPP):
         self.detector = MaxLogit(None)
 
 
-class KNNPP(Postprocessor):
-    name = "knn"
-    fit_splits = ("train",)
-    aliases = {"K": "k"}
+class _FeaturesPP(Postprocessor):
+    """A pytorch-ood feature detector (``self.detector``) fitted on the ID training features."""
 
-    def __init__(self, net, k: int = 50, normalize: bool = True):
-        super().__init__(net)
-        if int(k) != k or k < 1:
-            raise ValueError(f"knn: k must be a positive integer, got {k}")
-        self.detector = KNN(None, k=int(k), normalize=bool(normalize))
+    fit_splits = ("train",)
 
     def fit(self, id_train, id_val=None):
         self.detector.fit_features(id_train.features.float(), id_train.labels)
@@ -153,6 +145,17 @@ class KNNPP(Postprocessor):
 
     def confidence(self, outputs):
         return to_confidence(self.detector.predict_features(outputs.features.float()))
+
+
+class KNNPP(_FeaturesPP):
+    name = "knn"
+    aliases = {"K": "k"}
+
+    def __init__(self, net, k: int = 50, normalize: bool = True):
+        super().__init__(net)
+        if int(k) != k or k < 1:
+            raise ValueError(f"knn: k must be a positive integer, got {k}")
+        self.detector = KNN(None, k=int(k), normalize=bool(normalize))
 
     def __repr__(self):
         return f"KNNPP(k={self.detector.k}, normalize={self.detector.normalize})"
@@ -191,9 +194,8 @@ class ReActPP(Postprocessor):
         return f"ReActPP(percentile={self.detector.percentile * 100:g}, threshold={self.threshold})"
 
 
-class ViMPP(Postprocessor):
+class ViMPP(_FeaturesPP):
     name = "vim"
-    fit_splits = ("train",)
     aliases = {"dim": "d"}
 
     def __init__(self, net, d: Optional[int] = None):
@@ -210,31 +212,16 @@ class ViMPP(Postprocessor):
             )
         self.detector = ViM(None, d=int(d), w=w, b=b)
 
-    def fit(self, id_train, id_val=None):
-        self.detector.fit_features(id_train.features.float(), id_train.labels)
-        return self
-
-    def confidence(self, outputs):
-        return to_confidence(self.detector.predict_features(outputs.features.float()))
-
     def __repr__(self):
         return f"ViMPP(d={self.detector.d})"
 
 
-class MahalanobisPP(Postprocessor):
+class MahalanobisPP(_FeaturesPP):
     name = "mds"
-    fit_splits = ("train",)
 
     def __init__(self, net):
         super().__init__(net)
         self.detector = Mahalanobis(None)
-
-    def fit(self, id_train, id_val=None):
-        self.detector.fit_features(id_train.features.float(), id_train.labels)
-        return self
-
-    def confidence(self, outputs):
-        return to_confidence(self.detector.predict_features(outputs.features.float()))
 
 
 class MoonPP(Postprocessor):

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ...evaluation import metrics
 from ...evaluation.outputs import NetOutputs, collect_outputs, id_metrics
+from ...settings import DEFAULT_POSTPROCESSORS
 from .detectors import UnknownHeadRequired, build_postprocessor
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "format_table",
 ]
 
-DEFAULT_POSTPROCESSORS = ("msp", "ebo", "knn", "react", "vim", "mds", "moon")
 TABLE_COLUMNS = metrics.OOD_METRIC_NAMES + ("ACC",)
 
 
