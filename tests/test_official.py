@@ -20,29 +20,14 @@ from torch import nn
 
 from openood_moon.config import ConfigError
 from openood_moon.moon import MoonNet
-from openood_moon.networks import OODNetwork, ResNet18_32x32
+from openood_moon.networks import ResNet18_32x32
 from openood_moon.official import (DropConnect, OfficialMasking, OfficialPruneRate, bernoulli_growth, bernoulli_mask,
                                    official_is_snapshot_step, official_is_update_step, official_layer_prune_rates,
                                    official_snapshot_after_epoch, official_snapshots_per_epoch, preset_name)
 from openood_moon.sparse import Masking, budget_layers, layer_densities, seeded_generator
+from tanh_net import TanhNet
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class TanhNet(OODNetwork):
-    """A contract backbone without dead units: no gradient is exactly 0 (the released growth breaks
-    zero-gradient ties among active and inactive positions arbitrarily)."""
-
-    def __init__(self, num_classes=3):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, bias=False)
-        self.fc1 = nn.Linear(4 * 6 * 6, 16)
-        self.fc = nn.Linear(16, num_classes)
-        self.feature_size = 16
-
-    def feature_list(self, x):
-        f1 = torch.tanh(self.conv1(x))
-        return [f1, torch.tanh(self.fc1(f1.flatten(1)))]
 
 
 def sgd(model):

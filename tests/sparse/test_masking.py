@@ -13,30 +13,14 @@ import torch
 from torch import nn
 
 from openood_moon.moon import MoonNet
-from openood_moon.networks import OODNetwork
 from openood_moon.sparse import Masking, budget_layers, cosine_drop_fraction, layer_counts
+from tanh_net import TanhNet
 
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Flatten(),
                          nn.Linear(8 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 5))
-
-
-class TanhNet(OODNetwork):
-    """A contract backbone with tanh activations: no dead units, so no gradient is exactly zero (the
-    released growth breaks zero-gradient ties among active and inactive positions arbitrarily)."""
-
-    def __init__(self, num_classes=3):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, bias=False)
-        self.fc1 = nn.Linear(4 * 6 * 6, 16)
-        self.fc = nn.Linear(16, num_classes)
-        self.feature_size = 16
-
-    def feature_list(self, x):
-        f1 = torch.tanh(self.conv1(x))
-        return [f1, torch.tanh(self.fc1(f1.flatten(1)))]
 
 
 def tiny_moon(seed=0):
