@@ -150,9 +150,13 @@ def test_killed_mid_checkpoint_write_holds_the_folder_until_kill_9_then_a_new_ru
 
 
 def test_ctrl_c_keeps_the_last_complete_epoch_exits_130_and_the_same_command_resumes(
-        reference, mnist6_root, tmp_path, capsys, monkeypatch):
+        reference, mnist6_root, tmp_path, capsys, monkeypatch, request):
     cmd, run = command(mnist6_root, tmp_path), tmp_path / RUN
     message = f"interrupted: {run / 'checkpoint.pt'} holds the last complete epoch; run the same command again"
+    # Ctrl-C as a terminal delivers it: a shell starts background jobs with SIGINT ignored, and Python
+    # then keeps it ignored, so the test sets the handler an interactive Python has
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
 
     def ctrl_c_after_epoch_2(self, trainer, metrics, is_main):    # epoch 2 trained, not yet saved
         if trainer.epoch == 2:
