@@ -140,7 +140,8 @@ def test_grids_of_both_engines_are_reported_together_with_the_engine_difference(
     paired openood − standalone rows (without that key the OpenOOD runs are not the grid's)."""
     shutil.copy(HARDER, tmp_path / "study.csv")
     recorded = pd.read_csv(HARDER)
-    openood = recorded[(recorded["engine"] == "openood") & (recorded["sparsity"].isin([0, 0.98]))]
+    openood = recorded[(recorded["engine"] == "openood") & (recorded["network"] == "small_cnn")
+                       & (recorded["sparsity"].isin([0, 0.98]))]
     assert openood["run_id"].nunique() > 0
     proc = compare("--grid", *STAGE_E, "--sparsities", "0.98", "--out", str(tmp_path), "--report-only",
                    cwd=REPO)
